@@ -1,0 +1,69 @@
+// Issuance from a CSR on one core: check the CSR, sign, record (one audited, durable
+// transaction per certificate), as POST /v1/devices/{id}/certificates does minus HTTP.
+// Measured in CPU time of this process; the requests are made before the clock starts.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { CaKeyring } from '../provisioning/pki/keyring.js';
+import { Provisioning } from '../provisioning/service.js';
+import { systemClock } from '../registry/clock.js';
+import { InProcessEventBus } from '../registry/events.js';
+import type { DeviceId } from '../registry/ids.js';
+import { Registry } from '../registry/registry.js';
+import { openSqliteStore } from '../registry/sqlite.js';
+import { makeDeviceKey } from '../firmware-sim/identity.js';
+import { dataLayout, initDataDir, recordInitialState } from './data-dir.js';
+
+export interface IssuanceFigures {
+  certificates: number;
+  cpuMsPerCertificate: number;
+  perCpuSecond: number;
+  perWallSecond: number;
+}
+
+const IN_FLIGHT = 256;
+
+export async function issuanceBench(count: number): Promise<IssuanceFigures> {
+  const dir = await mkdtemp(join(tmpdir(), 'fleet-issuance-'));
+  try {
+    const clock = systemClock;
+    const layout = dataLayout(dir);
+    await initDataDir(dir, clock);
+    const store = await openSqliteStore(layout.registry);
+    const registry = new Registry({ store, bus: new InProcessEventBus(), clock });
+    await recordInitialState(registry, layout, clock);
+    const keyring = await CaKeyring.load(layout.pki, await registry.authorities.list());
+    const log = pino({ level: 'warn' }, new Writable({ write: (_c, _e, done) => done() }));
+    const provisioning = new Provisioning({ certificateLifetimeMs: 30 * 86_400_000, backdateMs: 60_000, publicUrl: () => 'https://localhost:8443' }, { registry, keyring, clock, log });
+    const actor = { kind: 'operator', id: 'bench' } as const;
+
+    const requests: { id: DeviceId; csr: string }[] = [];
+    for (let i = 0; i < count; i++) {
+      const id = `issue-${i}` as DeviceId;
+      await registry.lifecycle.createDevice({ id }, actor);
+      requests.push({ id, csr: (await makeDeviceKey(id)).csrPem });
+    }
+
+    const cpu = process.cpuUsage();
+    const started = performance.now();
+    // As a factory line's batch or a busy API sees them: many requests in flight at once, so
+    // their records share durable commits (group commit).
+    let next = 0;
+    const lane = async () => {
+      while (next < requests.length) {
+        const { id, csr } = requests[next++]!;
+        await provisioning.enroll(id, csr, actor);
+      }
+    };
+    await Promise.all(Array.from({ length: IN_FLIGHT }, lane));
+    const wallMs = performance.now() - started;
+    const used = process.cpuUsage(cpu);
+    await store.close();
+    const cpuMs = (used.user + used.system) / 1000;
+    return { certificates: count, cpuMsPerCertificate: cpuMs / count, perCpuSecond: count / (cpuMs / 1000), perWallSecond: count / (wallMs / 1000) };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,248 @@
+// `fleet` subcommands. Parsing only: each command hands a validated, frozen config to the
+// part that does the work, and failures end with a message and a non-zero exit code.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { existsSync } from 'node:fs';
+import { systemClock } from '../registry/clock.js';
+import { InProcessEventBus } from '../registry/events.js';
+import { openStore } from '../registry/open.js';
+import { Registry } from '../registry/registry.js';
+import { formatReport } from '../registry/reports.js';
+import { dataLayout, DataDirError, initDataDir, recordInitialState } from './data-dir.js';
+import { DEFAULT_BROKER_OPTIONS, startService } from './service.js';
+
+const USAGE = `usage:
+  fleet init   [--data DIR] [--database postgres://…]
+  fleet serve  [--data DIR] [--database postgres://…] [--mqtt-port 8883] [--api-port 8443]
+               [--host 127.0.0.1] [--public-url URL] [--log-level info]
+               [--publish-rate 100] [--publish-burst 200] [--max-packet-bytes 131072]
+               [--connect-rate 1] [--connect-burst 2]
+               [--address-connect-rate 200] [--address-connect-burst 400]
+  fleet report [--data DIR] [--database postgres://…] [--days 30] [--json]
+  fleet operator add NAME [--data DIR] [--database postgres://…]
+  fleet diagnose CERT.pem [--client-id ID] [--key KEY.pem] [--data DIR] [--database URL]
+  fleet sim   [--scenario storm|telemetry|rotation|revocation|churn] [--devices N]
+              [--rate MSG_PER_S] [--duration S] [--qos 0|1] [--concurrency N] [--revoke K]
+              [--drop-interval S] [--drain S] [--report-dir DIR] [--json]
+              [--data DIR] [--api URL] [--mqtt URL] [--token T] [--ca PEM] [--prefix ID]
+
+  init   create DIR (default ./data) with a dev PKI, a registry and an operator token
+  serve  run the MQTT broker (mutual TLS) and the provisioning API (HTTPS);
+         initializes DIR first if it does not exist. The registry is DIR/registry.db
+         (SQLite) unless --database names a PostgreSQL database. Per device: publishes
+         per second sustained and in a burst, the largest MQTT packet accepted, and
+         CONNECTs per second sustained and in a burst; per source address, CONNECTs
+         per second (raise it for load tests from one host, or many devices behind NAT)
+  report the fleet report: expiring and old certificates, active certificates under a
+         revoked or expired CA, shared certificates and conflicting client ids
+  operator add  create an operator with an API token of its own (printed once); a
+         break-glass grant needs a second operator to approve it
+  diagnose  walk the broker's admission checks offline for a certificate, printing each
+         step's verdict and ending with the one that decides
+  sim    run a load scenario with N virtual devices that enroll through the API and
+         connect over mutual TLS like firmware; prints a summary, writes JSON and HTML
+         reports, and exits 1 when the scenario's pass criteria fail`;
+
+class UsageError extends Error {}
+
+function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+function positive(value: string | undefined, fallback: number, flag: string): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} must be a positive number, got ${value}`);
+  return n;
+}
+
+function port(value: string | undefined, fallback: number, flag: string): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`${flag} must be a port number (0–65535), got ${value}`);
+  return n;
+}
+
+async function init(args: string[]): Promise<number> {
+  const values = parse(args, { data: { type: 'string', default: './data' }, database: { type: 'string' } });
+  const layout = dataLayout(values.data);
+  const created = await initDataDir(layout.dir, systemClock);
+  // The registry learns the PKI's CAs now (idempotent: serve does the same at every start).
+  const store = await openStore(values.database ?? layout.registry);
+  try {
+    await recordInitialState(new Registry({ store, bus: new InProcessEventBus(), clock: systemClock }), layout, systemClock);
+  } finally {
+    await store.close();
+  }
+  if (created) {
+    console.log(`created ${layout.dir}
+  trust anchor     ${layout.pki.rootCert}
+  CA bundle        ${layout.pki.caBundle}
+  server cert      ${layout.pki.serverCert}
+  registry         ${layout.registry}
+  operator token   ${layout.adminToken} (mode 0600)`);
+  } else {
+    console.log(`${layout.dir} is already initialized; nothing was changed`);
+  }
+  return 0;
+}
+
+async function serve(args: string[]): Promise<number> {
+  const values = parse(args, {
+    data: { type: 'string', default: './data' },
+    database: { type: 'string' },
+    'mqtt-port': { type: 'string' },
+    'api-port': { type: 'string' },
+    host: { type: 'string', default: '127.0.0.1' },
+    'public-url': { type: 'string' },
+    'log-level': { type: 'string', default: 'info' },
+    'publish-rate': { type: 'string' },
+    'publish-burst': { type: 'string' },
+    'max-packet-bytes': { type: 'string' },
+    'connect-rate': { type: 'string' },
+    'connect-burst': { type: 'string' },
+    'address-connect-rate': { type: 'string' },
+    'address-connect-burst': { type: 'string' },
+  });
+  const defaults = DEFAULT_BROKER_OPTIONS;
+  const service = await startService({
+    dataDir: values.data,
+    database: values.database,
+    host: values.host,
+    mqttPort: port(values['mqtt-port'], 8883, '--mqtt-port'),
+    apiPort: port(values['api-port'], 8443, '--api-port'),
+    publicUrl: values['public-url'],
+    logLevel: values['log-level'],
+    broker: {
+      maxPacketBytes: positive(values['max-packet-bytes'], defaults.maxPacketBytes, '--max-packet-bytes'),
+      publish: {
+        ...defaults.publish,
+        ratePerSecond: positive(values['publish-rate'], defaults.publish.ratePerSecond, '--publish-rate'),
+        burst: positive(values['publish-burst'], defaults.publish.burst, '--publish-burst'),
+      },
+      abuse: {
+        ...defaults.abuse,
+        perClientId: {
+          ratePerSecond: positive(values['connect-rate'], defaults.abuse.perClientId.ratePerSecond, '--connect-rate'),
+          burst: positive(values['connect-burst'], defaults.abuse.perClientId.burst, '--connect-burst'),
+        },
+        perAddress: {
+          ratePerSecond: positive(values['address-connect-rate'], defaults.abuse.perAddress.ratePerSecond, '--address-connect-rate'),
+          burst: positive(values['address-connect-burst'], defaults.abuse.perAddress.burst, '--address-connect-burst'),
+        },
+      },
+    },
+  });
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  service.log.info({ event: 'stopping' }, 'shutting down');
+  await service.close();
+  return 0;
+}
+
+async function report(args: string[]): Promise<number> {
+  const values = parse(args, {
+    data: { type: 'string', default: './data' },
+    database: { type: 'string' },
+    days: { type: 'string', default: '30' },
+    json: { type: 'boolean', default: false },
+  });
+  const days = positive(values.days, 30, '--days');
+  const fleet = await withRegistry(values.data, values.database, (registry) => registry.reports.fleet(days));
+  console.log(values.json ? JSON.stringify(fleet, null, 2) : formatReport(fleet));
+  return 0;
+}
+
+/** Opens the registry of a data directory (or the given database) for a CLI command. */
+async function withRegistry<T>(data: string, database: string | undefined, work: (registry: Registry, layout: ReturnType<typeof dataLayout>) => Promise<T>): Promise<T> {
+  const layout = dataLayout(data);
+  if (!database && !existsSync(layout.registry)) throw new DataDirError(`no registry at ${layout.registry}; run fleet init or give --database`);
+  const store = await openStore(database ?? layout.registry);
+  try {
+    return await work(new Registry({ store, bus: new InProcessEventBus(), clock: systemClock }), layout);
+  } finally {
+    await store.close();
+  }
+}
+
+async function operator(args: string[]): Promise<number> {
+  const [action, name, ...rest] = args;
+  if (action !== 'add' || !name || !/^[A-Za-z0-9._-]{1,64}$/.test(name)) throw new UsageError('fleet operator add NAME (1–64 characters of A–Z, a–z, 0–9, ".", "_", "-")');
+  const values = parse(rest, { data: { type: 'string', default: './data' }, database: { type: 'string' } });
+  const { token } = await withRegistry(values.data, values.database, (registry) => registry.operators.add(name, ['admin'], { kind: 'system', id: 'cli' }));
+  console.log(`operator ${name} created; its token (shown once, keep it secret):\n${token}`);
+  return 0;
+}
+
+async function diagnose(args: string[]): Promise<number> {
+  const [certPath, ...rest] = args;
+  if (!certPath || certPath.startsWith('--')) throw new UsageError('fleet diagnose CERT.pem [--client-id ID] [--key KEY.pem]');
+  const values = parse(rest, { 'client-id': { type: 'string' }, key: { type: 'string' }, data: { type: 'string', default: './data' }, database: { type: 'string' } });
+  const { diagnose: walk, formatDiagnosis } = await import('../broker/diagnose.js');
+  const { readFile } = await import('node:fs/promises');
+  const diagnosis = await withRegistry(values.data, values.database, async (registry, layout) =>
+    walk(
+      {
+        certificatePem: await readFile(certPath, 'utf8'),
+        keyPem: values.key ? await readFile(values.key, 'utf8') : undefined,
+        clientId: values['client-id'],
+      },
+      {
+        trustPem: `${await readFile(layout.pki.caBundle, 'utf8')}${(await registry.authorities.list()).filter((c) => c.external).map((c) => c.pem).join('')}`,
+        now: systemClock,
+        registry,
+      },
+    ),
+  );
+  console.log(formatDiagnosis(diagnosis));
+  return diagnosis.verdict.ok ? 0 : 1;
+}
+
+async function sim(args: string[]): Promise<number> {
+  const { runSimCommand } = await import('../firmware-sim/command.js');
+  return runSimCommand(args);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  try {
+    switch (command) {
+      case 'init':
+        return await init(args);
+      case 'serve':
+        return await serve(args);
+      case 'sim':
+        return await sim(args);
+      case 'report':
+        return await report(args);
+      case 'operator':
+        return await operator(args);
+      case 'diagnose':
+        return await diagnose(args);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        console.log(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`fleet: ${error.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (error instanceof DataDirError) {
+      console.error(`fleet: ${error.message}`);
+      return 1;
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,30 @@
+// Adapters from the registry to the narrow ports the broker declares.
+import type { BrokerRegistry } from '../broker/broker.js';
+import { Batcher } from '../registry/batcher.js';
+import type { DeviceId, Fingerprint } from '../registry/ids.js';
+import type { CrlRevocations } from '../provisioning/crl-import.js';
+import type { Registry } from '../registry/registry.js';
+
+export function brokerRegistry(registry: Registry, brokerId: string, crls: CrlRevocations): BrokerRegistry {
+  const actor = { kind: 'broker', id: brokerId } as const;
+  // A CONNECT storm asks about thousands of certificates at once: the lookups in flight
+  // together go to the registry as one query.
+  const admissions = new Batcher(async (fingerprints: Fingerprint[]) => {
+    const found = await registry.admissionRecords(fingerprints);
+    return fingerprints.map((f) => found.get(f));
+  });
+  const access = new Batcher((deviceIds: DeviceId[]) => registry.groups.accessOfMany(deviceIds));
+  return {
+    admissionRecord: (fingerprint) => admissions.submit(fingerprint),
+    accessOf: (deviceId) => access.submit(deviceId as DeviceId),
+    externalCas: async () => (await registry.authorities.list()).filter((ca) => ca.external),
+    cas: () => registry.authorities.list(),
+    registerUnknown: (caId, certificate) => registry.authorities.registerUnknown(caId, certificate, actor),
+    revokedByCrl: (caId, serial) => crls.has(caId, serial),
+    recordSighting: (sighting) => registry.recordSighting(sighting),
+    enforcement: async () => ({ listener: await registry.enforcement.listenerMode(), monitoredGroups: await registry.enforcement.monitoredGroups() }),
+    activeGrants: () => registry.grants.active(),
+    grant: (id) => registry.grants.get(id),
+    recordGrantUse: (grant, details) => registry.grants.recordUse(grant, details, actor),
+  };
+}

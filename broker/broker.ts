@@ -1,0 +1,597 @@
+// Aedes with our admission, confinement and enforcement wired into its hooks. Transport
+// neutral: handle() takes any duplex stream plus the facts its TLS layer established, so the
+// same broker runs behind node:tls in production and over in-memory streams in tests.
+import { Aedes, type AedesOptions, type Client, type PublishPacket, type Subscription } from 'aedes';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Registry as MetricsRegistry } from 'prom-client';
+import type { Clock } from '../registry/clock.js';
+import type { EventHandler, RegistryEvent } from '../registry/events.js';
+import type { CaRecord, EnforcementMode, Grant, Sighting } from '../registry/model.js';
+import { AbuseControl, type AbuseLimits } from './abuse.js';
+import { AccessCache, AccessPolicy, type AccessSource } from './access.js';
+import { coalesceWrites } from './coalesce-writes.js';
+import { decideAdmission, type AdmissionOptions, type Standing, type Verdict } from './admission.js';
+import { GrantBook } from './break-glass.js';
+import { EnforcementState } from './enforcement.js';
+import { JustInTime, type JitRegistry } from './jit.js';
+import { PacketLengthWatch, PublishPacer, type PublishLimits } from './limits.js';
+import { parseCertificates, subjectLine, type PeerCertificateFacts, type PeerFacts } from './peer.js';
+import { Refusal, type Reason, type RefusalFacts } from './reasons.js';
+import { newSession, SessionIndex, type Session } from './sessions.js';
+import { BrokerTelemetry } from './telemetry.js';
+import { isOwnTopic } from './topics.js';
+import { VerdictCache, type AdmissionSource, type VerdictCacheOptions } from './verdicts.js';
+
+export interface BrokerOptions {
+  /** Aedes broker id; unique per process in a cluster. */
+  id?: string;
+  /** Largest MQTT packet (remaining length) a device may send. */
+  maxPacketBytes: number;
+  publish: PublishLimits;
+  abuse: AbuseLimits;
+  /** Keep-alive a CONNECT may ask for, in seconds (MQTT 3.1.1 §3.1.2.10). */
+  keepalive: { minSeconds: number; maxSeconds: number };
+  maxSubscriptions: number;
+  cache: VerdictCacheOptions;
+  /** Time allowed for the TLS handshake, and then between the handshake and CONNECT. */
+  handshakeTimeoutMs: number;
+  connectTimeoutMs: number;
+}
+
+/** Everything the broker needs from the registry, and nothing more. */
+export interface BrokerRegistry extends AdmissionSource, AccessSource, JitRegistry {
+  recordSighting(sighting: Omit<Sighting, 'id' | 'at'>): Promise<void>;
+  /** Every CA the registry knows, to tell a missing chain link from a stranger. */
+  cas(): Promise<CaRecord[]>;
+  enforcement(): Promise<{ listener: EnforcementMode; monitoredGroups: string[] }>;
+  activeGrants(): Promise<Grant[]>;
+  grant(id: string): Promise<Grant>;
+  recordGrantUse(grant: Grant, details: { fingerprint: string; peer: string }): Promise<void>;
+}
+
+export interface BrokerDeps {
+  registry: BrokerRegistry;
+  events: { subscribe(handler: EventHandler): () => void };
+  clock: Clock;
+  log: Logger;
+  metrics: MetricsRegistry;
+  /** Monotonic milliseconds for pacing and throttling; defaults to performance.now. */
+  monotonicMs?: () => number;
+}
+
+/** Per-connection state, kept only while the connection lives. */
+interface Connection {
+  peer: PeerFacts;
+  willTopic?: string;
+  keepalive?: number;
+  session?: Session;
+  pacer?: PublishPacer;
+  /** Why the connection ended, when the broker knows better than "closed". */
+  endReason?: string;
+}
+
+// Aedes' own errors carry no codes; these messages are the ones that end a connection
+// without the device having broken a rule.
+const ORDINARY_ENDINGS = new Set(['keep alive timeout', 'drain timeout', 'connection closed']);
+/** The same sighting is recorded at most this often. */
+const SIGHTING_INTERVAL_MS = 60_000;
+export const PRESENCE_TOPIC = '$fleet/events/presence';
+
+const addressOf = (peer: string) => peer.slice(0, peer.lastIndexOf(':'));
+
+export class DeviceBroker {
+  readonly sessions = new SessionIndex();
+  readonly enforcement = new EnforcementState();
+  readonly abuse: AbuseControl;
+  readonly #grants = new GrantBook();
+  readonly #connections = new WeakMap<object, Connection>();
+  readonly #cache: VerdictCache;
+  readonly #access: AccessCache;
+  readonly #jit: JustInTime;
+  readonly #telemetry: BrokerTelemetry;
+  readonly #unsubscribe: () => void;
+  readonly #now: () => number;
+  readonly #lastSightings = new Map<string, number>();
+  #aedes!: Aedes;
+
+  private constructor(
+    private readonly options: BrokerOptions,
+    private readonly deps: BrokerDeps,
+  ) {
+    this.#now = deps.monotonicMs ?? (() => performance.now());
+    this.#cache = new VerdictCache(deps.registry, options.cache);
+    this.#access = new AccessCache(deps.registry, options.cache.maxEntries);
+    this.#jit = new JustInTime(deps.registry);
+    this.abuse = new AbuseControl(options.abuse, this.#now);
+    this.#telemetry = new BrokerTelemetry(deps.log, deps.metrics);
+    this.#unsubscribe = deps.events.subscribe((event) => this.#onRegistryEvent(event));
+  }
+
+  static async create(options: BrokerOptions, deps: BrokerDeps): Promise<DeviceBroker> {
+    const broker = new DeviceBroker(options, deps);
+    await broker.#start();
+    return broker;
+  }
+
+  get telemetry(): BrokerTelemetry {
+    return this.#telemetry;
+  }
+
+  /** Takes a connection whose transport has finished its handshake. */
+  handle(stream: Duplex, peer: PeerFacts): void {
+    const connection: Connection = { peer };
+    this.#connections.set(stream, connection);
+    this.#watchPacketLengths(stream, connection);
+    coalesceWrites(stream);
+    stream.once('close', () => this.#onClose(connection));
+    this.#aedes.handle(stream);
+  }
+
+  isConnected(deviceId: string): boolean {
+    return this.sessions.isConnected(deviceId);
+  }
+
+  /**
+   * The CAs client certificates must chain to changed: sessions whose issuer is no longer
+   * among them are closed as from an unknown issuer; the others are untouched.
+   */
+  trustChanged(trustedPem: string): Session[] {
+    const trusted = new Set(parseCertificates(trustedPem).map(subjectLine));
+    const orphans = [...this.sessions.all()].filter((s) => s.phase !== 'closed' && s.issuer !== '' && !trusted.has(s.issuer));
+    const closed = this.sessions.condemn(orphans, 'unknown_issuer');
+    for (const session of closed) this.#terminated(session, 'unknown_issuer');
+    return closed;
+  }
+
+  async close(): Promise<void> {
+    this.#unsubscribe();
+    await new Promise<void>((resolve) => this.#aedes.close(() => resolve()));
+  }
+
+  async #start(): Promise<void> {
+    const options: AedesOptions = {
+      id: this.options.id,
+      // concurrency 0 lets mqemitter deliver without its bounded queue. With the queue, a
+      // subscriber dropping during a QoS0 flood leaves thousands of queued messages with no
+      // listener, which mqemitter then drains by synchronous recursion until the stack
+      // overflows and the process dies. Back-pressure still holds: Aedes reads a client's
+      // next packets only when delivery of the current ones has completed.
+      concurrency: 0,
+      connectTimeout: this.options.connectTimeoutMs,
+      preConnect: (client, packet, done) => {
+        // Only remember what authenticate needs from the packet; the decision belongs there,
+        // so the device gets a CONNACK code rather than a dropped socket.
+        const connection = this.#connections.get(client.conn);
+        if (connection) {
+          connection.willTopic = packet.will?.topic;
+          connection.keepalive = packet.keepalive;
+        }
+        done(null, true);
+      },
+      authenticate: (client, _username, _password, done) => {
+        this.#authenticate(client).then(
+          (refusal) => done(refusal ?? null, refusal === undefined),
+          (error: unknown) => {
+            this.deps.log.error({ err: error }, 'admission failed unexpectedly');
+            done(new Refusal('registry_unavailable'), false);
+          },
+        );
+      },
+      authorizePublish: (client, packet, done) => this.#authorizePublish(client, packet, done),
+      authorizeSubscribe: (client, subscription, done) => this.#authorizeSubscribe(client, subscription, done),
+    };
+    this.#aedes = await Aedes.createBroker(options);
+    this.#aedes.on('clientReady', (client) => this.#onReady(client));
+    this.#aedes.on('clientError', (client, error) => this.#onClientError(client, error));
+    this.#aedes.on('connectionError', (client, error) => this.#onClientError(client, error));
+    this.#aedes.on('unsubscribe', (filters, client) => {
+      const held = this.#connections.get(client.conn)?.session?.filters;
+      if (held) for (const filter of filters) held.delete(filter);
+    });
+    await Promise.all([this.#loadEnforcement(), this.#loadGrants()]);
+  }
+
+  async #loadEnforcement(): Promise<void> {
+    const { listener, monitoredGroups } = await this.deps.registry.enforcement();
+    this.enforcement.set(listener, monitoredGroups);
+  }
+
+  async #loadGrants(): Promise<void> {
+    this.#grants.replaceAll(await this.deps.registry.activeGrants());
+  }
+
+  /**
+   * Whether the registry knows a CA of this name now. Asked only when a chain failed to
+   * verify, so it reads the registry rather than a cache: a broker whose trust is behind the
+   * registry (a reload pending or failed) then says chain_incomplete, not unknown_issuer.
+   */
+  async #registryKnowsIssuer(issuer: string): Promise<boolean> {
+    try {
+      const cas = await this.deps.registry.cas();
+      return cas.some((ca) => parseCertificates(ca.pem).some((c) => subjectLine(c) === issuer));
+    } catch {
+      return false;
+    }
+  }
+
+  async #authenticate(client: Client): Promise<Refusal | undefined> {
+    const started = this.#now();
+    const connection = this.#connections.get(client.conn);
+    if (!connection) return new Refusal('certificate_invalid', { detail: 'connection without TLS facts' });
+    const { peer } = connection;
+    const certificate = peer.certificate;
+
+    // Track the session before asking the registry: a revocation landing during the lookup
+    // then finds it and condemns it (a connection racing a revocation must not survive).
+    const session = newSession({
+      fingerprint: certificate?.fingerprint ?? '',
+      deviceId: certificate?.commonName ?? client.id,
+      serial: certificate?.serial ?? '',
+      peer: peer.address,
+      issuer: certificate?.issuer ?? '',
+      close: () => client.close(),
+      unsubscribe: (filter) => client.unsubscribe({ unsubscriptions: [filter] } as unknown as Subscription, () => undefined),
+    });
+    this.sessions.track(session);
+    connection.session = session;
+
+    let verdict = await this.#decide(client, connection, session);
+    peer.der = undefined; // only registration needed it
+    if (verdict.ok && session.doomed) verdict = { ok: false, reason: session.doomed.reason, detail: 'status changed during admission' };
+    if (verdict.ok) {
+      if (verdict.deviceId !== session.deviceId) this.sessions.rename(session, verdict.deviceId);
+      session.policy = await this.#policyOf(session.deviceId);
+      // A will is a publish the broker will make on the device's behalf: the same policy applies.
+      if (connection.willTopic !== undefined && !session.policy.mayPublish(connection.willTopic)) {
+        if (this.#monitored(session, 'topic_denied')) this.#wouldRefuse('topic_denied', connection, client.id, { topic: connection.willTopic });
+        else verdict = { ok: false, reason: 'topic_denied', detail: `will topic ${connection.willTopic}` };
+      }
+    }
+
+    const facts = this.#facts(connection, client.id, verdict.ok ? undefined : verdict.detail);
+    const seconds = (this.#now() - started) / 1000;
+    if (!verdict.ok) {
+      this.sessions.untrack(session);
+      this.#telemetry.decided(seconds);
+      this.#telemetry.refused(verdict.reason, facts);
+      if (verdict.reason === 'client_id_mismatch' && certificate) this.#sight('client_id_conflict', { fingerprint: certificate.fingerprint, deviceId: certificate.commonName, clientId: client.id, details: { peer: peer.address } });
+      return new Refusal(verdict.reason, facts);
+    }
+    session.phase = 'authenticated';
+    this.#noteTakeover(session);
+    connection.pacer = new PublishPacer(this.options.publish, this.#now());
+    this.#telemetry.admitted({ ...facts, grant: session.grant?.id, monitored: session.monitored || undefined }, seconds);
+    return undefined;
+  }
+
+  /**
+   * The decision for a CONNECT: abuse control and keep-alive first (always enforced), then
+   * the identity checks; a failed identity check may still pass through a break-glass grant
+   * or, in monitor mode, be only recorded.
+   */
+  async #decide(client: Client, connection: Connection, session: Session): Promise<Verdict> {
+    const { peer } = connection;
+    const allowance = this.abuse.checkConnect(client.id, addressOf(peer.address), peer.certificate?.fingerprint);
+    if (!allowance.ok) return { ok: false, reason: allowance.reason, detail: allowance.detail };
+    const { minSeconds, maxSeconds } = this.options.keepalive;
+    const keepalive = connection.keepalive ?? 0;
+    if (keepalive < minSeconds || keepalive > maxSeconds) return { ok: false, reason: 'keepalive_out_of_bounds', detail: `${keepalive} s; allowed ${minSeconds}–${maxSeconds} s` };
+
+    const issuerKnown = peer.chainError && peer.certificate ? await this.#registryKnowsIssuer(peer.certificate.issuer) : false;
+    const decide = (options?: AdmissionOptions) =>
+      decideAdmission({ peer, clientId: client.id }, { now: this.deps.clock, standing: (c) => this.#standing(c, peer.der), knownIssuer: () => issuerKnown }, options);
+    const verdict = await decide();
+    if (verdict.ok || !peer.certificate) return this.#maybeMonitor(verdict, client, connection, session);
+
+    const grant = this.#grants.find(peer.certificate, verdict.reason, this.deps.clock());
+    if (grant) {
+      const waived = await decide({ waive: verdict.reason });
+      if (waived.ok) {
+        this.#useGrant(grant, session, verdict.reason, connection, client.id);
+        return waived;
+      }
+      return this.#maybeMonitor(waived, client, connection, session);
+    }
+    return this.#maybeMonitor(verdict, client, connection, session);
+  }
+
+  /** In monitor mode a failed identity check is recorded and the device admitted as it claims to be. */
+  async #maybeMonitor(verdict: Verdict, client: Client, connection: Connection, session: Session): Promise<Verdict> {
+    if (verdict.ok) return verdict;
+    const claimed = connection.peer.certificate?.commonName ?? client.id;
+    const groups = this.enforcement.listener === 'monitor' ? [] : (await this.#policyOf(claimed)).groups;
+    if (!this.enforcement.monitors(verdict.reason, groups)) return verdict;
+    session.monitored = true;
+    this.#wouldRefuse(verdict.reason, connection, client.id, { detail: verdict.detail, deviceId: claimed });
+    return { ok: true, deviceId: claimed };
+  }
+
+  #useGrant(grant: Grant, session: Session, waived: Reason, connection: Connection, clientId: string): void {
+    const facts = { ...this.#facts(connection, clientId), grant: grant.id };
+    session.grant = { id: grant.id, waives: waived };
+    const remaining = (grant.expiresAt?.getTime() ?? 0) - this.deps.clock().getTime();
+    // The grant ends by itself; so does what it let in.
+    session.grant.timer = setTimeout(() => {
+      for (const closed of this.sessions.condemn([session], waived)) this.#terminated(closed, waived);
+    }, Math.max(0, remaining));
+    session.grant.timer.unref();
+    this.#telemetry.breakGlassUsed(waived, facts);
+    this.deps.registry.recordGrantUse(grant, { fingerprint: session.fingerprint, peer: session.peer }).catch((err: unknown) => this.deps.log.error({ err }, 'break-glass use not audited'));
+  }
+
+  /** The registry's standing of a certificate, registering it first if an operator's CA says so. */
+  async #standing(certificate: PeerCertificateFacts, der: Buffer | undefined): Promise<Standing> {
+    const standing = await this.#cache.standing(certificate.fingerprint);
+    if (standing.kind !== 'unregistered' || !der) return standing;
+    const outcome = await this.#jit.consider(der, certificate);
+    if (!outcome) return standing;
+    if (outcome === 'revoked') return { kind: 'revoked' };
+    this.#telemetry.justInTime(outcome.outcome === 'registered' ? outcome.status : `refused_${outcome.why}`);
+    if (outcome.outcome !== 'registered') return standing;
+    this.#cache.forget(certificate.fingerprint);
+    return this.#cache.standing(certificate.fingerprint);
+  }
+
+  async #policyOf(deviceId: string): Promise<AccessPolicy> {
+    try {
+      return await this.#access.policyOf(deviceId);
+    } catch (err) {
+      // Fail closed on grants: the device keeps its own namespace and nothing more.
+      this.deps.log.warn({ err, event: 'access_unavailable', deviceId }, 'topic policy could not be read; own namespace only');
+      return AccessPolicy.own(deviceId);
+    }
+  }
+
+  #monitored(session: Session, reason: Reason): boolean {
+    return session.monitored === true || this.enforcement.monitors(reason, session.policy.groups);
+  }
+
+  /** A second connection of a device replaces the first; count it, and watch for copied keys. */
+  #noteTakeover(session: Session): void {
+    const previous = this.sessions.ofDevice(session.deviceId).filter((s) => s !== session && s.phase === 'ready');
+    if (previous.length === 0) return;
+    this.#telemetry.takeover({ deviceId: session.deviceId, peer: session.peer, previousPeers: previous.map((s) => s.peer) });
+    // The same certificate live elsewhere, from another address, is likely a copied key.
+    const sharing = previous.filter((s) => s.fingerprint === session.fingerprint && s.fingerprint !== '' && addressOf(s.peer) !== addressOf(session.peer));
+    if (sharing.length > 0) this.#sight('shared_certificate', { fingerprint: session.fingerprint, deviceId: session.deviceId, details: { peers: [session.peer, ...sharing.map((s) => s.peer)] } });
+  }
+
+  #sight(kind: Sighting['kind'], sighting: Omit<Sighting, 'id' | 'at' | 'kind'>): void {
+    const key = `${kind}:${sighting.fingerprint ?? ''}:${sighting.clientId ?? ''}`;
+    const now = this.#now();
+    if (now - (this.#lastSightings.get(key) ?? -Infinity) < SIGHTING_INTERVAL_MS) return;
+    this.#lastSightings.set(key, now);
+    if (this.#lastSightings.size > 10_000) this.#lastSightings.delete(this.#lastSightings.keys().next().value!);
+    this.deps.log.warn({ event: 'sighting', kind, ...sighting }, 'recorded for the fleet report');
+    this.deps.registry.recordSighting({ kind, ...sighting }).catch((err: unknown) => this.deps.log.error({ err }, 'sighting not recorded'));
+  }
+
+  #onReady(client: Client): void {
+    const session = this.#connections.get(client.conn)?.session;
+    if (!session) return;
+    if (session.doomed) {
+      // Condemned after authenticate but before the CONNACK went out: close it now, before
+      // Aedes processes anything the device queued behind its CONNECT.
+      this.#terminate(session, session.doomed.reason, session.doomed.recordedAt);
+      return;
+    }
+    this.sessions.markReady(session);
+    this.#telemetry.connectedDevices(this.sessions.readyCount);
+    this.#presence('connected', session, { serial: session.serial || undefined, peer: session.peer, monitored: session.monitored, grant: session.grant?.id });
+  }
+
+  #onClose(connection: Connection): void {
+    const { session } = connection;
+    if (!session || session.phase === 'closed') return;
+    const wasReady = session.phase === 'ready';
+    this.sessions.untrack(session);
+    if (!wasReady) return;
+    const cause = session.doomed?.reason ?? connection.endReason ?? 'closed';
+    this.#telemetry.connectedDevices(this.sessions.readyCount);
+    this.#telemetry.disconnected({ ...this.#facts(connection, session.deviceId), cause });
+    this.#presence('disconnected', session, { reason: cause });
+  }
+
+  /** Lifecycle events for backend services whose policy lets them read $fleet/events/presence/#. */
+  #presence(kind: 'connected' | 'disconnected', session: Session, details: Record<string, unknown>): void {
+    const payload = Buffer.from(JSON.stringify({ deviceId: session.deviceId, at: this.deps.clock().toISOString(), ...details }));
+    this.#aedes.publish({ cmd: 'publish', topic: `${PRESENCE_TOPIC}/${kind}/${session.deviceId}`, payload, qos: 0, retain: false, dup: false }, () => undefined);
+  }
+
+  #authorizePublish(client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void): void {
+    // A null client is the broker itself (presence events, a will published on a peer's behalf).
+    if (!client) return done(null);
+    const connection = this.#connections.get(client.conn);
+    const session = connection?.session;
+    if (!connection || !session) return done(new Refusal('certificate_invalid', { detail: 'publish without an admitted session' }));
+    if (session.doomed) return done(new Refusal(session.doomed.reason, this.#facts(connection, client.id)));
+    if (!session.policy.mayPublish(packet.topic)) {
+      if (this.#monitored(session, 'topic_denied')) this.#wouldRefuse('topic_denied', connection, client.id, { topic: packet.topic });
+      // MQTT 3.1.1 has no negative PUBACK: an unauthorized PUBLISH closes the connection.
+      else return done(this.#refuse('topic_denied', connection, client.id, { topic: packet.topic }));
+    }
+    if (client.closed || !connection.pacer) return done(null); // its will, published as it leaves
+    const wait = connection.pacer.take(this.#now());
+    if (wait === 0) return done(null);
+    if (wait > this.options.publish.maxBacklogMs) {
+      return done(this.#refuse('publish_rate_exceeded', connection, client.id, { detail: `${wait} ms behind` }));
+    }
+    // Aedes reads this client's next packets only after this callback: the wait is
+    // back-pressure on the device, not a queue in the broker.
+    setTimeout(done, wait, null);
+  }
+
+  #authorizeSubscribe(client: Client, subscription: Subscription, done: (error: Error | null, subscription?: Subscription | null) => void): void {
+    const connection = this.#connections.get(client.conn);
+    const session = connection?.session;
+    // A null subscription makes Aedes answer 0x80 (failure) for this filter in the SUBACK.
+    if (!connection || !session || session.doomed) return done(null, null);
+    const held = (session.filters ??= new Set());
+    if (!held.has(subscription.topic) && held.size >= this.options.maxSubscriptions) {
+      this.#refuse('too_many_subscriptions', connection, client.id, { topic: subscription.topic, detail: `${held.size} held` });
+      return done(null, null);
+    }
+    if (!session.policy.maySubscribe(subscription.topic)) {
+      if (!this.#monitored(session, 'topic_denied')) {
+        this.#refuse('topic_denied', connection, client.id, { topic: subscription.topic });
+        return done(null, null);
+      }
+      this.#wouldRefuse('topic_denied', connection, client.id, { topic: subscription.topic });
+    }
+    held.add(subscription.topic);
+    done(null, subscription);
+  }
+
+  #onClientError(client: Client, error: Error): void {
+    const connection = this.#connections.get(client.conn);
+    if (error instanceof Refusal) {
+      if (connection) connection.endReason = error.reason;
+      return; // recorded where it was decided
+    }
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code || ORDINARY_ENDINGS.has(error.message)) {
+      if (connection) connection.endReason = error.message === 'keep alive timeout' ? 'keepalive_timeout' : (code ?? error.message);
+      this.deps.log.debug({ event: 'connection_ended', clientId: client.id, cause: code ?? error.message }, 'connection ended');
+      return;
+    }
+    if (!connection) return;
+    const reason: Reason = error.message === 'connect did not arrive in time' ? 'connect_timeout' : 'protocol_violation';
+    connection.endReason = reason;
+    this.#refuse(reason, connection, client.id ?? undefined, { detail: error.message });
+  }
+
+  async #onRegistryEvent(event: RegistryEvent): Promise<void> {
+    // The cache first: from here on no new CONNECT can be admitted on the old status.
+    this.#cache.apply(event);
+    const recordedAt = Date.parse(event.at);
+    switch (event.type) {
+      case 'certificate.status':
+        if (event.status !== 'ACTIVE') {
+          const reason: Reason = event.status === 'REVOKED' ? 'certificate_revoked' : 'certificate_inactive';
+          for (const session of this.sessions.condemnFingerprint(event.fingerprint, reason, recordedAt)) this.#terminated(session, reason, recordedAt);
+        }
+        break;
+      case 'device.status':
+        if (event.status !== 'ACTIVE') {
+          this.#grants.forgetDevice(event.deviceId);
+          for (const session of this.sessions.condemnDevice(event.deviceId, 'device_disabled', recordedAt)) this.#terminated(session, 'device_disabled', recordedAt);
+        }
+        break;
+      case 'ca.created':
+      case 'ca.status':
+        this.#jit.forget();
+        break;
+      case 'enforcement.changed':
+        if (event.scope === 'listener') return this.#loadEnforcement();
+        this.enforcement.setGroup(event.groupId!, event.mode);
+        break;
+      case 'grant.changed':
+        return this.#grantChanged(event.grantId, event.deviceId, event.status);
+      case 'group.membership':
+        return this.#refreshAccess([event.deviceId]);
+      case 'device.topology':
+        // The device itself (gateway flag) and both gateways it moved between.
+        return this.#refreshAccess([event.deviceId, event.gatewayId, event.previousGatewayId].filter((id): id is NonNullable<typeof id> => id !== undefined));
+      case 'group.policy': {
+        const members = [...this.sessions.all()].filter((s) => s.policy.groups.includes(event.groupId)).map((s) => s.deviceId);
+        this.#access.invalidate(); // members not connected now are not known here
+        return this.#refreshAccess([...new Set(members)], false);
+      }
+    }
+  }
+
+  async #grantChanged(grantId: string, deviceId: string, status: string): Promise<void> {
+    if (status === 'ACTIVE') {
+      this.#grants.put(await this.deps.registry.grant(grantId));
+      return;
+    }
+    this.#grants.remove(grantId, deviceId);
+    const admitted = [...this.sessions.ofDevice(deviceId)].filter((s) => s.grant?.id === grantId);
+    for (const session of admitted) for (const closed of this.sessions.condemn([session], session.grant!.waives)) this.#terminated(closed, session.grant!.waives);
+  }
+
+  /**
+   * Re-reads the access of devices whose grants changed and applies it to their live
+   * sessions: a subscription the new policy no longer covers is removed.
+   */
+  async #refreshAccess(deviceIds: string[], invalidate = true): Promise<void> {
+    if (invalidate) this.#access.invalidate(deviceIds);
+    for (const deviceId of deviceIds) {
+      const sessions = this.sessions.ofDevice(deviceId);
+      if (sessions.length === 0) continue;
+      const policy = await this.#policyOf(deviceId);
+      for (const session of sessions) {
+        session.policy = policy;
+        for (const filter of session.filters ?? []) {
+          if (isOwnTopic(deviceId, filter) || policy.maySubscribe(filter) || session.monitored) continue;
+          session.filters!.delete(filter);
+          session.unsubscribe(filter);
+          this.deps.log.info({ event: 'grant_withdrawn', deviceId, topic: filter }, 'subscription removed after a policy change');
+        }
+      }
+    }
+  }
+
+  #terminate(session: Session, reason: Reason, recordedAt?: number): void {
+    session.close();
+    this.#terminated(session, reason, recordedAt);
+  }
+
+  #terminated(session: Session, reason: Reason, recordedAt?: number): void {
+    this.#telemetry.terminated(reason, {
+      deviceId: session.deviceId,
+      serial: session.serial,
+      fingerprint: session.fingerprint,
+      latencyMs: recordedAt === undefined ? undefined : Math.max(0, this.deps.clock().getTime() - recordedAt),
+    });
+  }
+
+  #refuse(reason: Reason, connection: Connection, clientId: string | undefined, extra: RefusalFacts = {}): Refusal {
+    const facts = { ...this.#facts(connection, clientId), ...extra };
+    this.#telemetry.refused(reason, facts);
+    return new Refusal(reason, facts);
+  }
+
+  #wouldRefuse(reason: Reason, connection: Connection, clientId: string | undefined, extra: RefusalFacts = {}): void {
+    const facts = { ...this.#facts(connection, clientId), ...extra };
+    this.#telemetry.wouldRefuse(reason, facts);
+    this.enforcement.record(reason, { clientId, deviceId: facts.deviceId, fingerprint: facts.fingerprint, peer: facts.peer }, this.deps.clock());
+  }
+
+  #facts(connection: Connection, clientId: string | undefined, detail?: string): RefusalFacts {
+    const c = connection.peer.certificate;
+    return {
+      peer: connection.peer.address,
+      clientId,
+      deviceId: connection.session?.deviceId || undefined,
+      serial: c?.serial,
+      fingerprint: c?.fingerprint,
+      subject: c?.subject,
+      issuer: c?.issuer,
+      detail,
+    };
+  }
+
+  /**
+   * Watches each chunk Aedes takes from the stream for an oversized or malformed packet
+   * header, and ends the connection before the parser starts buffering such a packet.
+   */
+  #watchPacketLengths(stream: Duplex, connection: Connection): void {
+    const watch = new PacketLengthWatch(this.options.maxPacketBytes);
+    const read = stream.read.bind(stream);
+    stream.read = (size?: number): unknown => {
+      const chunk: unknown = read(size);
+      if (!Buffer.isBuffer(chunk)) return chunk;
+      const problem = watch.scan(chunk);
+      if (!problem) return chunk;
+      if (problem.kind === 'too_large') {
+        this.#refuse('packet_too_large', connection, undefined, { detail: `${problem.announced} bytes announced, ${this.options.maxPacketBytes} allowed` });
+      } else {
+        this.#refuse('protocol_violation', connection, undefined, { detail: 'malformed remaining length' });
+      }
+      stream.destroy();
+      return null;
+    };
+  }
+}

@@ -1,0 +1,105 @@
+// The closed catalogue of refusals. Every refusal the broker makes names one of these; the
+// CONNACK code comes from here, never from the call site. docs/reasons.md explains each one
+// and a test keeps the two equal.
+
+/** Where in a connection's life the refusal happens. */
+export type RefusalStage = 'tls' | 'connect' | 'subscribe' | 'publish' | 'stream';
+
+/** MQTT 3.1.1 CONNACK return codes used for refusals (§3.2.2.3). */
+export type ConnackCode = 3 | 5;
+
+interface ReasonInfo {
+  stage: RefusalStage;
+  connack?: ConnackCode;
+  summary: string;
+}
+
+export const REASONS = {
+  no_client_certificate: { stage: 'connect', connack: 5, summary: 'the device presented no client certificate' },
+  unknown_issuer: { stage: 'connect', connack: 5, summary: 'the certificate does not chain to a CA this broker trusts' },
+  chain_incomplete: { stage: 'connect', connack: 5, summary: 'the certificate’s issuer is a known CA, but the chain to a trusted root is missing a link' },
+  certificate_expired: { stage: 'connect', connack: 5, summary: 'the certificate notAfter is in the past' },
+  certificate_not_yet_valid: { stage: 'connect', connack: 5, summary: 'the certificate notBefore is in the future' },
+  wrong_key_usage: { stage: 'connect', connack: 5, summary: 'the certificate is not allowed for TLS client authentication' },
+  certificate_invalid: { stage: 'connect', connack: 5, summary: 'the TLS layer rejected the certificate for another reason' },
+  client_id_mismatch: { stage: 'connect', connack: 5, summary: 'the MQTT client id differs from the device id in the certificate' },
+  unregistered_certificate: { stage: 'connect', connack: 5, summary: 'the certificate is not in the registry' },
+  certificate_revoked: { stage: 'connect', connack: 5, summary: 'the certificate is revoked' },
+  certificate_inactive: { stage: 'connect', connack: 5, summary: 'the certificate is not active' },
+  device_disabled: { stage: 'connect', connack: 5, summary: 'the device is disabled or decommissioned' },
+  registry_unavailable: { stage: 'connect', connack: 3, summary: 'the registry could not answer and no fresh verdict was cached' },
+  throttled: { stage: 'connect', connack: 3, summary: 'too many CONNECTs from this client id or address; try again later' },
+  banned: { stage: 'connect', connack: 3, summary: 'this client id kept reconnecting too often and is banned for a while' },
+  keepalive_out_of_bounds: { stage: 'connect', connack: 5, summary: 'the CONNECT keep-alive is outside what the broker accepts' },
+  connect_timeout: { stage: 'connect', summary: 'no CONNECT arrived in time after the TLS handshake' },
+  topic_denied: { stage: 'subscribe', summary: 'the topic is outside what the device may use' },
+  too_many_subscriptions: { stage: 'subscribe', summary: 'the device already holds as many subscriptions as it may' },
+  packet_too_large: { stage: 'stream', summary: 'an MQTT packet larger than the limit was announced' },
+  publish_rate_exceeded: { stage: 'publish', summary: 'the device kept publishing faster than its rate limit allows' },
+  protocol_violation: { stage: 'stream', summary: 'the device sent bytes that are not valid MQTT 3.1.1 at that point' },
+  tls_handshake_failed: { stage: 'tls', summary: 'the TLS handshake did not complete' },
+  handshake_timeout: { stage: 'tls', summary: 'the TLS handshake did not finish in time' },
+} as const satisfies Record<string, ReasonInfo>;
+
+export type Reason = keyof typeof REASONS;
+export const ALL_REASONS = Object.keys(REASONS) as Reason[];
+
+/**
+ * The failures a break-glass grant may let a device pass: flaws of a certificate the fleet
+ * otherwise knows. Never a decision somebody made (revoked, inactive on purpose is allowed,
+ * disabled), never who the device claims to be, never abuse.
+ */
+export const WAIVABLE = [
+  'certificate_expired',
+  'certificate_not_yet_valid',
+  'chain_incomplete',
+  'unknown_issuer',
+  'wrong_key_usage',
+  'certificate_invalid',
+  'unregistered_certificate',
+  'certificate_inactive',
+  'registry_unavailable',
+] as const satisfies readonly Reason[];
+export type WaivableReason = (typeof WAIVABLE)[number];
+
+/** Waivable only for a grant pinned to one certificate's fingerprint: the registry cannot vouch for these. */
+export const PINNED_ONLY: readonly Reason[] = ['chain_incomplete', 'unknown_issuer', 'unregistered_certificate', 'registry_unavailable'];
+
+/**
+ * Decisions monitor mode never relaxes: monitor mode is for rolling out the identity checks,
+ * not for ignoring what an operator decided or what abuse control saw.
+ */
+export const ALWAYS_ENFORCED: readonly Reason[] = ['certificate_revoked', 'certificate_inactive', 'device_disabled', 'throttled', 'banned', 'keepalive_out_of_bounds'];
+
+export function connackFor(reason: Reason): ConnackCode {
+  const info: ReasonInfo = REASONS[reason];
+  return info.connack ?? 5;
+}
+
+/** What is known about the other end when something is refused. */
+export interface RefusalFacts {
+  peer?: string;
+  clientId?: string;
+  deviceId?: string;
+  serial?: string;
+  fingerprint?: string;
+  subject?: string;
+  issuer?: string;
+  topic?: string;
+  detail?: string;
+}
+
+/**
+ * A refusal as an Error, for the places (Aedes callbacks) that only carry errors. Aedes
+ * reads `returnCode` to fill the CONNACK.
+ */
+export class Refusal extends Error {
+  override readonly name = 'Refusal';
+  constructor(readonly reason: Reason, readonly facts: RefusalFacts = {}) {
+    super(`${reason}: ${REASONS[reason].summary}`);
+  }
+
+  get returnCode(): ConnackCode {
+    return connackFor(this.reason);
+  }
+}

@@ -1,0 +1,131 @@
+// Live and in-flight sessions, indexed by certificate fingerprint and by device id, so a
+// status change reaches every connection that used the certificate, including one that is
+// still being admitted when the change lands (DESIGN invariant 3).
+import { AccessPolicy } from './access.js';
+import type { Reason } from './reasons.js';
+
+export type SessionPhase = 'admitting' | 'authenticated' | 'ready' | 'closed';
+
+export interface Session {
+  readonly fingerprint: string;
+  deviceId: string;
+  readonly serial: string;
+  readonly peer: string;
+  /** The certificate issuer's name, to re-check the session when the trusted CAs change. */
+  readonly issuer: string;
+  phase: SessionPhase;
+  /** Set when a status change condemned the session; it must not live past its next step. */
+  doomed?: { reason: Reason; recordedAt?: number };
+  policy: AccessPolicy;
+  /** The filters it holds, to count them and to re-check them when its policy changes. */
+  filters?: Set<string>;
+  /** Admitted in monitor mode: failed checks are recorded, not enforced. */
+  monitored?: boolean;
+  /** Admitted through a break-glass grant: ends when the grant does. */
+  grant?: { id: string; waives: Reason; timer?: NodeJS.Timeout };
+  /** Closes the connection; provided by the transport. */
+  close(): void;
+  /** Removes one of the connection's subscriptions; provided by the transport. */
+  unsubscribe(filter: string): void;
+}
+
+export function newSession(init: Pick<Session, 'fingerprint' | 'deviceId' | 'serial' | 'peer' | 'issuer' | 'close' | 'unsubscribe'>): Session {
+  return { ...init, phase: 'admitting', policy: AccessPolicy.own(init.deviceId) };
+}
+
+function addTo<K>(index: Map<K, Set<Session>>, key: K, session: Session) {
+  let set = index.get(key);
+  if (!set) index.set(key, (set = new Set()));
+  set.add(session);
+}
+
+function removeFrom<K>(index: Map<K, Set<Session>>, key: K, session: Session) {
+  const set = index.get(key);
+  if (!set) return;
+  set.delete(session);
+  if (set.size === 0) index.delete(key);
+}
+
+export class SessionIndex {
+  readonly #byFingerprint = new Map<string, Set<Session>>();
+  readonly #byDevice = new Map<string, Set<Session>>();
+  #ready = 0;
+
+  track(session: Session): void {
+    addTo(this.#byFingerprint, session.fingerprint, session);
+    addTo(this.#byDevice, session.deviceId, session);
+  }
+
+  markReady(session: Session): void {
+    if (session.phase !== 'ready' && session.phase !== 'closed') this.#ready++;
+    session.phase = 'ready';
+  }
+
+  untrack(session: Session): void {
+    if (session.phase === 'ready') this.#ready--;
+    session.phase = 'closed';
+    clearTimeout(session.grant?.timer);
+    removeFrom(this.#byFingerprint, session.fingerprint, session);
+    removeFrom(this.#byDevice, session.deviceId, session);
+  }
+
+  /**
+   * Condemns every session of a certificate. Ready sessions are closed now; sessions still
+   * being admitted are refused when their admission resumes. Returns the ready ones closed.
+   */
+  condemnFingerprint(fingerprint: string, reason: Reason, recordedAt?: number): Session[] {
+    return this.#condemn(this.#byFingerprint.get(fingerprint), reason, recordedAt);
+  }
+
+  condemnDevice(deviceId: string, reason: Reason, recordedAt?: number): Session[] {
+    return this.#condemn(this.#byDevice.get(deviceId), reason, recordedAt);
+  }
+
+  /** Condemns the given sessions (for example those a grant or a trust change no longer covers). */
+  condemn(sessions: Iterable<Session>, reason: Reason): Session[] {
+    return this.#condemn(new Set(sessions), reason);
+  }
+
+  /** Moves a session to another device id (monitor mode learns the claimed id only at CONNECT). */
+  rename(session: Session, deviceId: string): void {
+    removeFrom(this.#byDevice, session.deviceId, session);
+    session.deviceId = deviceId;
+    addTo(this.#byDevice, deviceId, session);
+  }
+
+  /** The live sessions of a device (normally one; more during a takeover). */
+  ofDevice(deviceId: string): Session[] {
+    return [...(this.#byDevice.get(deviceId) ?? [])].filter((s) => s.phase !== 'closed');
+  }
+
+  ofFingerprint(fingerprint: string): Session[] {
+    return [...(this.#byFingerprint.get(fingerprint) ?? [])].filter((s) => s.phase !== 'closed');
+  }
+
+  *all(): IterableIterator<Session> {
+    for (const set of this.#byDevice.values()) yield* set;
+  }
+
+  /** A device with an admitted session that no status change has condemned. */
+  isConnected(deviceId: string): boolean {
+    for (const session of this.#byDevice.get(deviceId) ?? []) if (session.phase === 'ready' && !session.doomed) return true;
+    return false;
+  }
+
+  get readyCount(): number {
+    return this.#ready;
+  }
+
+  #condemn(sessions: Set<Session> | undefined, reason: Reason, recordedAt?: number): Session[] {
+    const closed: Session[] = [];
+    for (const session of [...(sessions ?? [])]) {
+      if (session.doomed) continue; // already condemned by an earlier event
+      session.doomed = { reason, recordedAt };
+      if (session.phase === 'ready') {
+        closed.push(session);
+        session.close();
+      }
+    }
+    return closed;
+  }
+}

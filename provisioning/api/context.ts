@@ -1,0 +1,34 @@
+// What the API's route modules are given: the services they call and little else.
+import type { Registry as MetricsRegistry } from 'prom-client';
+import type { Logger } from 'pino';
+import type { FleetGraph } from '../../registry/graph.js';
+import type { Ban } from '../../broker/abuse.js';
+import type { WouldRefuse } from '../../broker/enforcement.js';
+import type { EnforcementMode } from '../../registry/model.js';
+import type { Registry } from '../../registry/registry.js';
+import type { Crls } from '../crl.js';
+import type { Provisioning } from '../service.js';
+
+export interface ApiDeps {
+  provisioning: Provisioning;
+  registry: Registry;
+  graph: FleetGraph;
+  crls: Crls;
+  /** The current CA bundle, PEM. */
+  caBundle: () => string;
+  metrics: MetricsRegistry;
+  /** Whether a device has a live session on the broker. */
+  presence: { isConnected(deviceId: string): boolean };
+  /** The broker's operational state: enforcement, would-refusals, bans. */
+  broker: BrokerAdmin;
+  /** Reloads trust, the server certificate and operators' CRLs now. */
+  reload: () => Promise<unknown>;
+  /** The longest a break-glass grant may last. */
+  breakGlassMaxMs: number;
+  log: Logger;
+}
+
+export interface BrokerAdmin {
+  enforcement: { listener: EnforcementMode; monitoredGroups: string[]; wouldRefuse(): WouldRefuse[] };
+  abuse: { bans(): Ban[]; unban(clientId: string): number };
+}

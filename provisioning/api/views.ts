@@ -1,0 +1,78 @@
+// The JSON shapes the API returns. Written out field by field so nothing stored (a PEM, a
+// key hash) leaks into a response by accident.
+import type { DeviceView } from '../../registry/lifecycle.js';
+import type { AuditEntry, CaRecord, CertificateRecord, Group } from '../../registry/model.js';
+
+export function certificateJson(c: CertificateRecord) {
+  return {
+    serial: c.serial,
+    fingerprint: c.fingerprint,
+    deviceId: c.deviceId,
+    ca: c.caId,
+    status: c.status,
+    notBefore: c.notBefore.toISOString(),
+    notAfter: c.notAfter.toISOString(),
+    ...(c.revokedAt ? { revokedAt: c.revokedAt.toISOString() } : {}),
+    ...(c.revocationReason ? { revocationReason: c.revocationReason } : {}),
+  };
+}
+
+export function deviceJson(view: DeviceView, connected: boolean) {
+  const { device } = view;
+  return {
+    id: device.id,
+    status: device.status,
+    attributes: device.attributes,
+    gateway: device.gateway,
+    ...(device.gatewayId ? { gatewayId: device.gatewayId } : {}),
+    ...(device.gateway ? { children: view.children } : {}),
+    groups: view.groups,
+    createdAt: device.createdAt.toISOString(),
+    updatedAt: device.updatedAt.toISOString(),
+    connected,
+    certificates: view.certificates.map(certificateJson),
+  };
+}
+
+/** A CA as operators see it; the PEM is public (it is in the trust bundles anyway). */
+export function caJson(c: CaRecord) {
+  return {
+    id: c.id,
+    name: c.name,
+    ...(c.parentId ? { parent: c.parentId } : {}),
+    subject: c.subject,
+    serial: c.serial,
+    status: c.status,
+    external: c.external,
+    ...(c.external ? { unknownCertificates: c.unknownCertificates ?? 'refuse' } : {}),
+    notBefore: c.notBefore.toISOString(),
+    notAfter: c.notAfter.toISOString(),
+    ...(c.revokedAt ? { revokedAt: c.revokedAt.toISOString() } : {}),
+    certificate: c.pem,
+  };
+}
+
+export function groupJson(g: Group, members?: string[]) {
+  return {
+    id: g.id,
+    description: g.description,
+    policy: g.policy,
+    createdAt: g.createdAt.toISOString(),
+    updatedAt: g.updatedAt.toISOString(),
+    ...(members ? { members } : {}),
+  };
+}
+
+export function auditJson(e: AuditEntry) {
+  return {
+    id: e.id,
+    at: e.at.toISOString(),
+    actor: e.actor,
+    action: e.action,
+    subject: { type: e.subjectType, id: e.subjectId },
+    ...(e.deviceId ? { deviceId: e.deviceId } : {}),
+    ...(e.certificateSerial ? { certificate: e.certificateSerial } : {}),
+    ...(e.reason ? { reason: e.reason } : {}),
+    details: e.details,
+  };
+}

@@ -1,0 +1,207 @@
+// Devices and their certificates: creation, enrollment records and every status change,
+// each one audited and announced.
+import type { Change, Changes } from './changes.js';
+import { RegistryError } from './errors.js';
+import type { RegistryEvent } from './events.js';
+import type { DeviceId, SerialHex } from './ids.js';
+import type { Actor, CaRecord, CertificateRecord, CertificateStatus, Device, DeviceStatus, JsonObject } from './model.js';
+import type { RegistryQueries, RegistryStore } from './store.js';
+import { certificateMove, deviceMove } from './transitions.js';
+
+export type NewCertificate = Omit<CertificateRecord, 'status' | 'createdAt' | 'revokedAt' | 'revocationReason'>;
+
+export interface DeviceView {
+  device: Device;
+  certificates: CertificateRecord[];
+  groups: string[];
+  children: DeviceId[];
+}
+
+export function certificateEvent(c: Pick<CertificateRecord, 'serial' | 'fingerprint' | 'deviceId' | 'caId'>, status: CertificateStatus, iso: string, reason?: string): RegistryEvent {
+  return { type: 'certificate.status', serial: c.serial, fingerprint: c.fingerprint, deviceId: c.deviceId, caId: c.caId, status, at: iso, reason };
+}
+
+export class Lifecycle {
+  constructor(
+    private readonly store: RegistryStore,
+    private readonly changes: Changes,
+  ) {}
+
+  async createDevice(input: { id: DeviceId; attributes?: JsonObject; gateway?: boolean }, actor: Actor): Promise<Device> {
+    return this.changes.run(actor, async ({ tx, at, iso, audit, announce }) => {
+      const device: Device = { id: input.id, status: 'ACTIVE', attributes: input.attributes ?? {}, gateway: input.gateway ?? false, createdAt: at, updatedAt: at };
+      if (!(await tx.devices.insert(device))) throw new RegistryError('device_exists', input.id);
+      audit({ action: 'device.created', subjectType: 'device', subjectId: device.id, deviceId: device.id, details: { attributes: device.attributes, gateway: device.gateway } });
+      announce({ type: 'device.created', deviceId: device.id, gateway: device.gateway, at: iso });
+      return device;
+    });
+  }
+
+  async deviceView(id: DeviceId): Promise<DeviceView> {
+    const device = await this.store.devices.get(id);
+    if (!device) throw new RegistryError('device_not_found', id);
+    const [certificates, groups, children] = await Promise.all([this.store.certificates.ofDevice(id), this.store.groups.of(id), this.store.devices.children(id)]);
+    return { device, certificates, groups: groups.map((g) => g.id), children };
+  }
+
+  certificate(serial: SerialHex): Promise<CertificateRecord | undefined> {
+    return this.store.certificates.bySerial(serial);
+  }
+
+  /** Is the device there and allowed new certificates? Checked first, before any CSR work. */
+  assertEnrollable(deviceId: DeviceId): Promise<Device> {
+    return enrollableDevice(this.store, deviceId);
+  }
+
+  /** assertEnrollable for many devices in one query: the refusal for each, or undefined. */
+  async enrollmentRefusals(deviceIds: readonly DeviceId[]): Promise<(RegistryError | undefined)[]> {
+    const devices = await this.store.devices.getMany(deviceIds);
+    return deviceIds.map((id) => enrollmentRefusal(devices.get(id), id));
+  }
+
+  async recordCertificate(certificate: NewCertificate, actor: Actor, status: CertificateStatus = 'ACTIVE'): Promise<CertificateRecord> {
+    const [outcome] = await this.recordCertificates([certificate], actor, status);
+    if (outcome instanceof RegistryError) throw outcome;
+    return outcome!;
+  }
+
+  /**
+   * Records freshly signed certificates in one transaction: the unit of group commit, which
+   * is what lets issuance keep pace with a factory line. Each is checked on its own (device
+   * still enrollable, key not another's, CA not revoked meanwhile); one that fails gets its
+   * error in its place and the others are recorded all the same.
+   */
+  async recordCertificates(certificates: readonly NewCertificate[], actor: Actor, status: CertificateStatus = 'ACTIVE'): Promise<(CertificateRecord | RegistryError)[]> {
+    if (certificates.length === 0) return [];
+    return this.changes.run(actor, async ({ tx, at, iso, audit, announce }) => {
+      // Checked again inside the transaction: the device or CA may have changed while signing.
+      const devices = await tx.devices.getMany(certificates.map((c) => c.deviceId), { lock: true });
+      const cas = new Map<string, CaRecord | undefined>();
+      for (const caId of new Set(certificates.map((c) => c.caId))) cas.set(caId, await tx.cas.get(caId, { lock: 'share' }));
+      const holders = new Map<string, { deviceId: DeviceId; status: CertificateStatus }[]>();
+      for (const h of await tx.certificates.holdersOfKeys(certificates.map((c) => c.publicKeySha256))) {
+        holders.set(h.publicKeySha256, [...(holders.get(h.publicKeySha256) ?? []), h]);
+      }
+
+      const outcomes: (CertificateRecord | RegistryError)[] = [];
+      const accepted: CertificateRecord[] = [];
+      for (const certificate of certificates) {
+        const refusal = enrollmentRefusal(devices.get(certificate.deviceId), certificate.deviceId) ?? caRefusal(cas.get(certificate.caId), certificate.caId) ?? keyRefusal(holders.get(certificate.publicKeySha256), certificate.deviceId);
+        if (refusal) {
+          outcomes.push(refusal);
+          continue;
+        }
+        const record: CertificateRecord = { ...certificate, status, createdAt: at };
+        // A key certified twice in one group is the same device's (else refused above) and fine.
+        holders.set(record.publicKeySha256, [...(holders.get(record.publicKeySha256) ?? []), record]);
+        accepted.push(record);
+        outcomes.push(record);
+        audit({
+          action: 'certificate.issued',
+          subjectType: 'certificate',
+          subjectId: record.serial,
+          deviceId: record.deviceId,
+          certificateSerial: record.serial,
+          details: { fingerprint: record.fingerprint, ca: record.caId, status, notBefore: record.notBefore.toISOString(), notAfter: record.notAfter.toISOString() },
+        });
+        announce({ type: 'certificate.created', serial: record.serial, fingerprint: record.fingerprint, deviceId: record.deviceId, caId: record.caId, status, at: iso });
+      }
+      await tx.certificates.insertMany(accepted);
+      return outcomes;
+    });
+  }
+
+  /**
+   * Moves one certificate: revoke (final), deactivate, activate. Revoking a revoked
+   * certificate announces the revocation again, which is how a caller recovers from a
+   * failed publish; other repeated moves change nothing.
+   */
+  async setCertificateStatus(serial: SerialHex, to: CertificateStatus, actor: Actor, reason?: string): Promise<CertificateRecord> {
+    let republish: RegistryEvent | undefined;
+    const record = await this.changes.run(actor, async (change) => {
+      const cert = await change.tx.certificates.bySerial(serial, { lock: true });
+      if (!cert) throw new RegistryError('certificate_not_found', serial);
+      if (!certificateMove(cert.status, to, serial)) {
+        if (to === 'REVOKED') republish = certificateEvent(cert, 'REVOKED', cert.revokedAt!.toISOString(), cert.revocationReason);
+        return cert;
+      }
+      if (to === 'ACTIVE') await enrollableDevice(change.tx, cert.deviceId, { lock: true, action: 'activate' });
+      await moveCertificate(change, cert, to, reason);
+      return (await change.tx.certificates.bySerial(serial))!;
+    });
+    if (republish) await this.changes.announce([republish]);
+    return record;
+  }
+
+  /**
+   * Moves a device: disable (reversible, no certificate of it admitted), enable, or
+   * decommission (final: every certificate revoked, its identity burnt).
+   */
+  async setDeviceStatus(id: DeviceId, to: DeviceStatus, actor: Actor, reason?: string): Promise<DeviceView> {
+    const republish: RegistryEvent[] = [];
+    await this.changes.run(actor, async (change) => {
+      const { tx, iso, audit, announce } = change;
+      const device = await tx.devices.get(id, { lock: true });
+      if (!device) throw new RegistryError('device_not_found', id);
+      const moved = deviceMove(device.status, to, id);
+      // Decommissioning revokes the certificates first, so their revocations are what the
+      // broker hears first and reports (certificate_revoked), not the device's new status.
+      if (to === 'DECOMMISSIONED') {
+        for (const cert of await tx.certificates.ofDevice(id)) {
+          if (cert.status !== 'REVOKED') await moveCertificate(change, cert, 'REVOKED', reason);
+          else if (!moved) republish.push(certificateEvent(cert, 'REVOKED', cert.revokedAt!.toISOString(), cert.revocationReason));
+        }
+      }
+      if (moved) {
+        await tx.devices.setStatus(id, to, change.at);
+        audit({ action: `device.${to.toLowerCase()}`, subjectType: 'device', subjectId: id, deviceId: id, reason, details: { previous: device.status } });
+        announce({ type: 'device.status', deviceId: id, status: to, at: iso, reason });
+      } else if (to === 'DECOMMISSIONED') {
+        republish.push({ type: 'device.status', deviceId: id, status: to, at: iso, reason });
+      }
+    });
+    if (republish.length) await this.changes.announce(republish);
+    return this.deviceView(id);
+  }
+}
+
+async function enrollableDevice(q: RegistryQueries, deviceId: DeviceId, options: { lock?: boolean; action?: string } = {}): Promise<Device> {
+  const device = await q.devices.get(deviceId, { lock: options.lock });
+  const refusal = enrollmentRefusal(device, deviceId, options.action);
+  if (refusal) throw refusal;
+  return device!;
+}
+
+function enrollmentRefusal(device: Device | undefined, deviceId: DeviceId, action?: string): RegistryError | undefined {
+  if (!device) return new RegistryError('device_not_found', deviceId);
+  if (device.status === 'DECOMMISSIONED') return new RegistryError('device_decommissioned', deviceId);
+  // A disabled device keeps its certificates but gets no new one; its certificates may still
+  // be activated, since admission checks the device status anyway.
+  if (device.status === 'DISABLED' && action !== 'activate') return new RegistryError('device_disabled', deviceId);
+  return undefined;
+}
+
+function caRefusal(ca: CaRecord | undefined, caId: string): RegistryError | undefined {
+  if (!ca) return new RegistryError('ca_not_found', caId);
+  if (ca.status === 'REVOKED') return new RegistryError('ca_revoked', caId);
+  return undefined;
+}
+
+/** A key is one identity's: reusing another device's key, or any revoked key, is refused. */
+function keyRefusal(holders: readonly { deviceId: DeviceId; status: CertificateStatus }[] | undefined, deviceId: DeviceId): RegistryError | undefined {
+  return holders?.some((c) => c.deviceId !== deviceId || c.status === 'REVOKED') ? new RegistryError('public_key_in_use') : undefined;
+}
+
+export async function moveCertificate(change: Change, cert: CertificateRecord, to: CertificateStatus, reason?: string): Promise<void> {
+  await change.tx.certificates.setStatus(cert.serial, to, change.at, reason);
+  change.audit({
+    action: to === 'REVOKED' ? 'certificate.revoked' : to === 'ACTIVE' ? 'certificate.activated' : 'certificate.deactivated',
+    subjectType: 'certificate',
+    subjectId: cert.serial,
+    deviceId: cert.deviceId,
+    certificateSerial: cert.serial,
+    reason,
+    details: { fingerprint: cert.fingerprint, previous: cert.status },
+  });
+  change.announce(certificateEvent(cert, to, change.iso, reason));
+}

@@ -1,0 +1,173 @@
+// Versioned schema changes for both back ends, applied in order at start. A migration never
+// changes once it has shipped: a new change is a new entry.
+import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+function migrations(dialect: Dialect): Record<string, Migration> {
+  const serialKey = dialect === 'postgres' ? 'bigserial' : 'integer';
+  return {
+    '001_registry': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('cas')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('name', 'text', (c) => c.notNull().unique())
+          .addColumn('parent_id', 'text', (c) => c.references('cas.id'))
+          .addColumn('subject', 'text', (c) => c.notNull())
+          .addColumn('serial', 'text', (c) => c.notNull())
+          .addColumn('key_id', 'text', (c) => c.notNull())
+          .addColumn('pem', 'text', (c) => c.notNull())
+          .addColumn('not_before', 'bigint', (c) => c.notNull())
+          .addColumn('not_after', 'bigint', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('external', 'integer', (c) => c.notNull())
+          .addColumn('unknown_certificates', 'text')
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('revoked_at', 'bigint')
+          .addColumn('revocation_reason', 'text')
+          .execute();
+
+        await db.schema
+          .createTable('devices')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('attributes', 'text', (c) => c.notNull())
+          .addColumn('gateway', 'integer', (c) => c.notNull())
+          .addColumn('gateway_id', 'text', (c) => c.references('devices.id'))
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('updated_at', 'bigint', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('devices_gateway').on('devices').column('gateway_id').execute();
+
+        await db.schema
+          .createTable('certificates')
+          .addColumn('serial', 'text', (c) => c.primaryKey())
+          .addColumn('fingerprint', 'text', (c) => c.notNull().unique())
+          .addColumn('public_key_sha256', 'text', (c) => c.notNull())
+          .addColumn('device_id', 'text', (c) => c.notNull().references('devices.id'))
+          .addColumn('ca_id', 'text', (c) => c.notNull().references('cas.id'))
+          .addColumn('not_before', 'bigint', (c) => c.notNull())
+          .addColumn('not_after', 'bigint', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('pem', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('revoked_at', 'bigint')
+          .addColumn('revocation_reason', 'text')
+          .execute();
+        await db.schema.createIndex('certificates_device').on('certificates').column('device_id').execute();
+        await db.schema.createIndex('certificates_public_key').on('certificates').column('public_key_sha256').execute();
+        await db.schema.createIndex('certificates_ca_status').on('certificates').columns(['ca_id', 'status']).execute();
+        await db.schema.createIndex('certificates_not_after').on('certificates').column('not_after').execute();
+
+        await db.schema
+          .createTable('groups')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('description', 'text', (c) => c.notNull())
+          .addColumn('policy', 'text', (c) => c.notNull())
+          .addColumn('enforcement', 'text', (c) => c.notNull().defaultTo('enforce'))
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('updated_at', 'bigint', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('group_members')
+          .addColumn('group_id', 'text', (c) => c.notNull().references('groups.id'))
+          .addColumn('device_id', 'text', (c) => c.notNull().references('devices.id'))
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addPrimaryKeyConstraint('group_members_pk', ['group_id', 'device_id'])
+          .execute();
+        await db.schema.createIndex('group_members_device').on('group_members').column('device_id').execute();
+
+        await db.schema
+          .createTable('registration_codes')
+          .addColumn('code', 'text', (c) => c.primaryKey())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('expires_at', 'bigint', (c) => c.notNull())
+          .addColumn('used_at', 'bigint')
+          .execute();
+
+        await db.schema
+          .createTable('audit')
+          .addColumn('id', serialKey, (c) => (dialect === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()))
+          .addColumn('at', 'bigint', (c) => c.notNull())
+          .addColumn('actor', 'text', (c) => c.notNull())
+          .addColumn('action', 'text', (c) => c.notNull())
+          .addColumn('subject_type', 'text', (c) => c.notNull())
+          .addColumn('subject_id', 'text', (c) => c.notNull())
+          .addColumn('device_id', 'text')
+          .addColumn('certificate_serial', 'text')
+          .addColumn('reason', 'text')
+          .addColumn('details', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('audit_subject').on('audit').columns(['subject_type', 'subject_id']).execute();
+        await db.schema.createIndex('audit_device').on('audit').columns(['device_id', 'id']).execute();
+        await db.schema.createIndex('audit_certificate').on('audit').columns(['certificate_serial', 'id']).execute();
+        await db.schema.createIndex('audit_actor').on('audit').columns(['actor', 'id']).execute();
+        await db.schema.createIndex('audit_at').on('audit').column('at').execute();
+
+        await db.schema
+          .createTable('sightings')
+          .addColumn('id', serialKey, (c) => (dialect === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()))
+          .addColumn('at', 'bigint', (c) => c.notNull())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('fingerprint', 'text')
+          .addColumn('device_id', 'text')
+          .addColumn('client_id', 'text')
+          .addColumn('details', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('sightings_kind').on('sightings').columns(['kind', 'at']).execute();
+
+        await db.schema
+          .createTable('operators')
+          .addColumn('name', 'text', (c) => c.primaryKey())
+          .addColumn('token_sha256', 'text', (c) => c.notNull().unique())
+          .addColumn('roles', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('disabled_at', 'bigint')
+          .execute();
+
+        await db.schema
+          .createTable('settings')
+          .addColumn('key', 'text', (c) => c.primaryKey())
+          .addColumn('value', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'bigint', (c) => c.notNull())
+          .execute();
+
+        await db.schema
+          .createTable('grants')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('device_id', 'text', (c) => c.notNull().references('devices.id'))
+          .addColumn('fingerprint', 'text')
+          .addColumn('waives', 'text', (c) => c.notNull())
+          .addColumn('reason', 'text', (c) => c.notNull())
+          .addColumn('duration_ms', 'bigint', (c) => c.notNull())
+          .addColumn('requested_by', 'text', (c) => c.notNull())
+          .addColumn('approved_by', 'text')
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('approved_at', 'bigint')
+          .addColumn('expires_at', 'bigint')
+          .addColumn('closed_by', 'text')
+          .addColumn('closed_at', 'bigint')
+          .execute();
+        await db.schema.createIndex('grants_device').on('grants').column('device_id').execute();
+
+        // The audit log is append-only: the database itself refuses to rewrite history.
+        if (dialect === 'postgres') {
+          await sql`CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN RAISE EXCEPTION 'audit log is append-only'; END $$`.execute(db);
+          await sql`CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
+                    FOR EACH ROW EXECUTE FUNCTION audit_append_only()`.execute(db);
+        } else {
+          await sql`CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+                    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END`.execute(db);
+          await sql`CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+                    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END`.execute(db);
+        }
+      },
+    },
+  };
+}
+
+export function registryMigrations(dialect: Dialect): MigrationProvider {
+  return { getMigrations: () => Promise.resolve(migrations(dialect)) };
+}

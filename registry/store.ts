@@ -1,0 +1,69 @@
+// The registry's storage port and its one implementation over Kysely. Every query is
+// written once; SQLite and PostgreSQL differ only in how the Kysely instance is made and in
+// row locks, which only PostgreSQL needs.
+import { Migrator, type Kysely } from 'kysely';
+import { registryMigrations, type Dialect } from './migrations.js';
+import { AuditQueries } from './queries/audit.js';
+import { CaQueries } from './queries/cas.js';
+import { CertificateQueries } from './queries/certificates.js';
+import { DeviceQueries } from './queries/devices.js';
+import type { QueryContext } from './queries/executor.js';
+import { GroupQueries } from './queries/groups.js';
+import { RegistrationCodeQueries, SightingQueries } from './queries/misc.js';
+import { GrantQueries, OperatorQueries, SettingQueries } from './queries/operators.js';
+import type { RegistryDatabase } from './schema.js';
+
+/** Reads and writes, the same inside and outside a transaction. */
+export interface RegistryQueries {
+  readonly devices: DeviceQueries;
+  readonly certificates: CertificateQueries;
+  readonly cas: CaQueries;
+  readonly groups: GroupQueries;
+  readonly codes: RegistrationCodeQueries;
+  readonly audit: AuditQueries;
+  readonly sightings: SightingQueries;
+  readonly operators: OperatorQueries;
+  readonly settings: SettingQueries;
+  readonly grants: GrantQueries;
+}
+
+export interface RegistryStore extends RegistryQueries {
+  readonly dialect: Dialect;
+  /** Runs `work` atomically: every write in it lands, or none does. */
+  transaction<T>(work: (tx: RegistryQueries) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+function queries(q: QueryContext): RegistryQueries {
+  return {
+    devices: new DeviceQueries(q),
+    certificates: new CertificateQueries(q),
+    cas: new CaQueries(q),
+    groups: new GroupQueries(q),
+    codes: new RegistrationCodeQueries(q),
+    audit: new AuditQueries(q),
+    sightings: new SightingQueries(q),
+    operators: new OperatorQueries(q),
+    settings: new SettingQueries(q),
+    grants: new GrantQueries(q),
+  };
+}
+
+/** The store over a Kysely instance of either dialect; `migrate` brings its schema up to date. */
+export type KyselyRegistryStore = RegistryStore & { migrate(): Promise<void> };
+
+export function kyselyStore(root: Kysely<RegistryDatabase>, dialect: Dialect): KyselyRegistryStore {
+  return {
+    ...queries({ db: root, dialect }),
+    dialect,
+    async migrate() {
+      // Fails loudly rather than run on an old schema.
+      const migrator = new Migrator({ db: root, provider: registryMigrations(dialect) });
+      const { error, results } = await migrator.migrateToLatest();
+      const failed = results?.find((r) => r.status === 'Error');
+      if (error || failed) throw new Error(`registry migration ${failed?.migrationName ?? ''} failed`, { cause: error });
+    },
+    transaction: (work) => root.transaction().execute((trx) => work(queries({ db: trx, dialect }))),
+    close: () => root.destroy(),
+  };
+}

@@ -1,0 +1,55 @@
+// `fleet` as a real child process, for tests about the process itself: restarts, kill -9,
+// the CLI. Ports are picked by the OS (port 0) and read back from the service's log.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { LogEvent } from './logs.js';
+
+export const FLEET_BIN = fileURLToPath(new URL('../../../bin/fleet.js', import.meta.url));
+
+export interface ServeProcess {
+  child: ChildProcess;
+  mqttPort: number;
+  apiUrl: string;
+  logs: LogEvent[];
+  /** Resolves with the exit code, or the signal that ended it. */
+  exited: Promise<number | NodeJS.Signals>;
+  stop(signal?: NodeJS.Signals): Promise<number | NodeJS.Signals>;
+}
+
+export async function spawnServe(dataDir: string, options: { nodeArgs?: string[]; args?: string[]; timeoutMs?: number } = {}): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), FLEET_BIN, 'serve', '--data', dataDir, '--mqtt-port', '0', '--api-port', '0', '--log-level', 'debug', ...(options.args ?? [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = once(child, 'exit').then(([code, signal]) => (signal as NodeJS.Signals | null) ?? (code as number));
+  const logs: LogEvent[] = [];
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const ready = new Promise<LogEvent>((resolve, reject) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      let event: LogEvent;
+      try {
+        event = JSON.parse(line) as LogEvent;
+      } catch {
+        return;
+      }
+      logs.push(event);
+      if (event.event === 'listening') resolve(event);
+    });
+    void exited.then((how) => reject(new Error(`fleet serve exited (${how}) before listening: ${stderr}`)));
+    setTimeout(() => reject(new Error('fleet serve did not listen in time')), options.timeoutMs ?? 30_000).unref();
+  });
+  const listening = await ready;
+  return {
+    child,
+    mqttPort: Number(new URL(String(listening.mqtt)).port),
+    apiUrl: String(listening.api),
+    logs,
+    exited,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}

@@ -1,0 +1,90 @@
+// The broker core over in-memory streams: races and failures that real sockets cannot
+// time reliably.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { PeerFacts } from '../../broker/peer.js';
+import type { DeviceId, Fingerprint, SerialHex } from '../../registry/ids.js';
+import type { AdmissionRecord } from '../../registry/model.js';
+import { memoryBroker } from '../support/memory-broker.js';
+import { eventually } from '../support/wait.js';
+
+const fingerprint = 'ef'.repeat(32) as Fingerprint;
+const peer: PeerFacts = {
+  address: 'memory',
+  certificate: {
+    serial: '0a0b',
+    fingerprint,
+    commonName: 'dev-1',
+    subject: 'CN=dev-1',
+    issuer: 'CN=Issuing',
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 3_600_000),
+  },
+};
+const record: AdmissionRecord = {
+  serial: '0a0b' as SerialHex,
+  fingerprint,
+  deviceId: 'dev-1' as DeviceId,
+  certificateStatus: 'ACTIVE',
+  deviceStatus: 'ACTIVE',
+  notBefore: peer.certificate!.notBefore,
+  notAfter: peer.certificate!.notAfter,
+};
+const revokedEvent = { type: 'certificate.status', serial: record.serial, fingerprint, deviceId: record.deviceId, caId: 'default', status: 'REVOKED', at: new Date().toISOString() } as const;
+
+describe('DeviceBroker admission races', () => {
+  it('refuses a CONNECT whose registry lookup was in flight when the certificate was revoked', async () => {
+    // The store answers ACTIVE, but only after the revocation has been published.
+    let lookupStarted!: () => void;
+    const started = new Promise<void>((resolve) => (lookupStarted = resolve));
+    let releaseLookup!: () => void;
+    const memory = await memoryBroker({
+      admissionRecord: () => {
+        lookupStarted();
+        return new Promise<AdmissionRecord>((resolve) => (releaseLookup = () => resolve(record)));
+      },
+    });
+    const outcome = memory.connect(peer, { clientId: 'dev-1' });
+    await started;
+    await memory.bus.publish([revokedEvent]);
+    releaseLookup();
+    assert.equal((await outcome).returnCode, 5);
+    const refusal = await memory.logs.waitFor('refusal', { clientId: 'dev-1' });
+    assert.equal(refusal.reason, 'certificate_revoked');
+    assert.equal(memory.broker.isConnected('dev-1'), false);
+    await memory.close();
+  });
+
+  it('closes a live session when its certificate is revoked, and refuses it afterwards', async () => {
+    const memory = await memoryBroker({ admissionRecord: () => Promise.resolve(record) });
+    const { client, returnCode } = await memory.connect(peer, { clientId: 'dev-1' });
+    assert.equal(returnCode, 0);
+    await eventually(() => memory.broker.isConnected('dev-1'), 2000, 'session ready');
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    await memory.bus.publish([revokedEvent]);
+    await closed;
+    const terminated = await memory.logs.waitFor('session_terminated', { deviceId: 'dev-1' });
+    assert.equal(terminated.reason, 'certificate_revoked');
+    assert.equal((await memory.connect(peer, { clientId: 'dev-1' })).returnCode, 5);
+    await memory.close();
+  });
+
+  it('answers CONNACK 3 and reason registry_unavailable when the registry fails', async () => {
+    const memory = await memoryBroker({ admissionRecord: () => Promise.reject(new Error('SQLITE_IOERR')) });
+    const { returnCode } = await memory.connect(peer, { clientId: 'dev-1' });
+    assert.equal(returnCode, 3);
+    assert.equal((await memory.logs.waitFor('refusal', { clientId: 'dev-1' })).reason, 'registry_unavailable');
+    await memory.close();
+  });
+
+  it('keeps admitting on a cached verdict while the registry is down', async () => {
+    let up = true;
+    const memory = await memoryBroker({ admissionRecord: () => (up ? Promise.resolve(record) : Promise.reject(new Error('down'))) });
+    const first = await memory.connect(peer, { clientId: 'dev-1' });
+    assert.equal(first.returnCode, 0);
+    first.client.end(true);
+    up = false;
+    assert.equal((await memory.connect(peer, { clientId: 'dev-1' })).returnCode, 0);
+    await memory.close();
+  });
+});

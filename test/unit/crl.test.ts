@@ -1,0 +1,63 @@
+// The CRL written as DER by hand, read back by @peculiar/x509 and by openssl.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { crlToPem } from '../../provisioning/crl.js';
+import { time } from '../../provisioning/pki/der.js';
+import { x509 } from '../../provisioning/pki/x509.js';
+import { operatorCa } from '../support/fixtures.js';
+
+const work = mkdtempSync(join(tmpdir(), 'crl-test-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+describe('CRL DER', () => {
+  it('writes a CRL that verifies, with entries, reasons, number and authority key id', async () => {
+    const ca = await operatorCa('CRL Test CA');
+    const thisUpdate = new Date('2026-11-23T10:00:00Z');
+    const der = ca.signCrl(
+      [
+        { serial: '0a0b0c', revokedAt: new Date('2026-11-01T00:00:00Z'), reason: 1 },
+        { serial: '80ff', revokedAt: new Date('2026-11-02T00:00:00Z') },
+        { serial: '00000123', revokedAt: new Date('2026-11-03T00:00:00Z'), reason: 0 },
+      ],
+      { thisUpdate, nextUpdate: new Date('2026-11-30T10:00:00Z'), crlNumber: 1795454733946n },
+    );
+    const crl = new x509.X509Crl(der);
+    assert.equal(await crl.verify({ publicKey: ca.certificate }), true);
+    assert.equal(crl.issuer, ca.certificate.subject);
+    assert.deepEqual([crl.thisUpdate.toISOString(), crl.nextUpdate?.toISOString()], ['2026-11-23T10:00:00.000Z', '2026-11-30T10:00:00.000Z']);
+    assert.deepEqual(
+      crl.entries.map((e) => [e.serialNumber.toLowerCase(), e.revocationDate.toISOString().slice(0, 10), e.reason]),
+      [
+        ['0a0b0c', '2026-11-01', x509.X509CrlReason.keyCompromise],
+        ['80ff', '2026-11-02', undefined], // written as 00 80 ff: positive; read back without the pad
+        ['0123', '2026-11-03', undefined],
+      ],
+    );
+    assert.equal(crl.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId, ca.keyId);
+
+    const pem = join(work, 'crl.pem');
+    writeFileSync(pem, crlToPem(der));
+    writeFileSync(join(work, 'ca.pem'), ca.pem);
+    const text = execFileSync('sh', ['-c', `openssl crl -in ${pem} -CAfile ${join(work, 'ca.pem')} -noout -text 2>&1`], { encoding: 'utf8' });
+    assert.match(text, /verify OK/);
+    assert.match(text, /CRL Number:\s+1795454733946/);
+  });
+
+  it('writes an empty CRL without a revokedCertificates field', async () => {
+    const ca = await operatorCa('Empty CRL CA');
+    const crl = new x509.X509Crl(ca.signCrl([], { thisUpdate: new Date(), nextUpdate: new Date(Date.now() + 86_400_000), crlNumber: 1n }));
+    assert.equal(await crl.verify({ publicKey: ca.certificate }), true);
+    assert.deepEqual(crl.entries, []);
+  });
+
+  it('writes times as UTCTime through 2049 and GeneralizedTime from 2050 (RFC 5280 §5.1.2.4)', () => {
+    assert.equal(time(new Date('2049-12-31T23:59:59Z')).toString('latin1').slice(2), '491231235959Z');
+    assert.equal(time(new Date('2049-12-31T23:59:59Z'))[0], 0x17);
+    assert.equal(time(new Date('2050-01-01T00:00:00Z')).toString('latin1').slice(2), '20500101000000Z');
+    assert.equal(time(new Date('2050-01-01T00:00:00Z'))[0], 0x18);
+  });
+});

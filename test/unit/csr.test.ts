@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { checkCsr, CsrError } from '../../provisioning/pki/csr.js';
+import { ecKeyWithCsr, rsaKeyWithCsr } from '../support/keys.js';
+
+const work = mkdtempSync(join(tmpdir(), 'csr-test-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+/** A CSR made by openssl, as a factory script would make it. */
+function opensslCsr(keyArgs: string[], digest?: string): string {
+  const key = join(work, `k-${Math.random()}.pem`);
+  execFileSync('openssl', ['genpkey', ...keyArgs, '-out', key], { stdio: 'ignore' });
+  const csr = join(work, `r-${Math.random()}.pem`);
+  execFileSync('openssl', ['req', '-new', '-key', key, ...(digest ? [digest] : []), '-subj', '/CN=factory', '-out', csr], { stdio: 'ignore' });
+  return readFileSync(csr, 'utf8');
+}
+
+function codeOf(pem: string): string {
+  try {
+    checkCsr(pem);
+    return 'accepted';
+  } catch (error) {
+    assert.ok(error instanceof CsrError, String(error));
+    return error.code;
+  }
+}
+
+describe('checkCsr', () => {
+  it('accepts EC P-256 and reports the key hash', async () => {
+    const checked = checkCsr((await ecKeyWithCsr()).csrPem);
+    assert.equal(checked.keyDescription, 'EC P-256');
+    assert.match(checked.publicKeySha256, /^[0-9a-f]{64}$/);
+  });
+
+  it('accepts EC P-384 and RSA 2048 from openssl', () => {
+    assert.equal((checkCsr(opensslCsr(['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-384']))).keyDescription, 'EC P-384');
+    assert.equal((checkCsr(opensslCsr(['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048']))).keyDescription, 'RSA 2048');
+  });
+
+  const refused: [string, () => Promise<string> | string, string][] = [
+    ['an empty string', () => '', 'csr_malformed'],
+    ['a certificate instead of a request', () => '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n', 'csr_malformed'],
+    ['garbage inside the PEM armour', () => '-----BEGIN CERTIFICATE REQUEST-----\nAAAAAAAA\n-----END CERTIFICATE REQUEST-----\n', 'csr_malformed'],
+    ['two requests at once', async () => (await ecKeyWithCsr()).csrPem + (await ecKeyWithCsr()).csrPem, 'csr_malformed'],
+    ['RSA 1024', async () => (await rsaKeyWithCsr(1024)).csrPem, 'csr_key_unsupported'],
+    ['EC P-521', () => opensslCsr(['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-521']), 'csr_key_unsupported'],
+    ['secp256k1', () => opensslCsr(['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:secp256k1']), 'csr_key_unsupported'],
+    ['Ed25519', () => opensslCsr(['-algorithm', 'ED25519']), 'csr_key_unsupported'],
+    ['an RSA request signed with SHA-1', () => opensslCsr(['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048'], '-sha1'), 'csr_signature_invalid'],
+  ];
+  for (const [name, make, code] of refused) {
+    it(`refuses ${name} with ${code}`, async () => assert.equal(codeOf(await make()), code));
+  }
+
+  it('refuses a request whose signature does not match its content', async () => {
+    const pem = (await ecKeyWithCsr('original')).csrPem;
+    const der = Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    // Flip a byte of the subject CN ("original" → "originam"): the signature no longer covers it.
+    const at = der.indexOf(Buffer.from('original'));
+    der[at + 7] = 'm'.charCodeAt(0);
+    const tampered = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
+    assert.equal(codeOf(tampered), 'csr_signature_invalid');
+  });
+});
