@@ -17,6 +17,7 @@ const USAGE = `usage:
                [--publish-rate 100] [--publish-burst 200] [--max-packet-bytes 131072]
                [--connect-rate 1] [--connect-burst 2]
                [--address-connect-rate 200] [--address-connect-burst 400]
+               [--tls-session-tickets]
   fleet report [--data DIR] [--database postgres://…] [--days 30] [--json]
   fleet operator add NAME [--data DIR] [--database postgres://…]
   fleet diagnose CERT.pem [--client-id ID] [--key KEY.pem] [--data DIR] [--database URL]
@@ -31,7 +32,9 @@ const USAGE = `usage:
          (SQLite) unless --database names a PostgreSQL database. Per device: publishes
          per second sustained and in a burst, the largest MQTT packet accepted, and
          CONNECTs per second sustained and in a burst; per source address, CONNECTs
-         per second (raise it for load tests from one host, or many devices behind NAT)
+         per second (raise it for load tests from one host, or many devices behind NAT).
+         --tls-session-tickets lets devices resume TLS sessions (off by default: the
+         tickets cost more than they save for devices that stay connected)
   report the fleet report: expiring and old certificates, active certificates under a
          revoked or expired CA, shared certificates and conflicting client ids
   operator add  create an operator with an API token of its own (printed once); a
@@ -106,6 +109,7 @@ async function serve(args: string[]): Promise<number> {
     'connect-burst': { type: 'string' },
     'address-connect-rate': { type: 'string' },
     'address-connect-burst': { type: 'string' },
+    'tls-session-tickets': { type: 'boolean', default: false },
   });
   const defaults = DEFAULT_BROKER_OPTIONS;
   const service = await startService({
@@ -116,6 +120,7 @@ async function serve(args: string[]): Promise<number> {
     apiPort: port(values['api-port'], 8443, '--api-port'),
     publicUrl: values['public-url'],
     logLevel: values['log-level'],
+    sessionTickets: values['tls-session-tickets'],
     broker: {
       maxPacketBytes: positive(values['max-packet-bytes'], defaults.maxPacketBytes, '--max-packet-bytes'),
       publish: {

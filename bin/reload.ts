@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { DeviceBroker } from '../broker/broker.js';
 import type { MutualTlsListener } from '../broker/listener.js';
 import { importCrls, type CrlImport, type CrlRevocations } from '../provisioning/crl-import.js';
+import { withIntermediates } from '../provisioning/pki/served-chain.js';
 import type { Trust } from '../provisioning/trust.js';
 import type { Registry } from '../registry/registry.js';
 import type { DataLayout } from './data-dir.js';
@@ -57,8 +58,9 @@ export class Reloader {
     const certificate = new X509Certificate(cert);
     const fromKey = createPublicKey(createPrivateKey(key)).export({ type: 'spki', format: 'der' });
     if (!certificate.publicKey.export({ type: 'spki', format: 'der' }).equals(fromKey)) throw new Error('server.key does not match server.pem; kept the current pair');
-    this.t.listener.setServerCredentials({ key, cert });
-    this.t.apiSecureContext({ key, cert });
+    const served = withIntermediates(cert, this.t.trust.bundles.caBundlePem);
+    this.t.listener.setServerCredentials({ key, cert: served });
+    this.t.apiSecureContext({ key, cert: served });
     this.t.log.info({ event: 'server_certificate_reloaded', serial: certificate.serialNumber, notAfter: certificate.validTo }, 'server certificate reloaded');
     return { serial: certificate.serialNumber.toLowerCase(), notAfter: new Date(certificate.validTo).toISOString() };
   }

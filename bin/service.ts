@@ -9,6 +9,7 @@ import { buildApi } from '../provisioning/api/app.js';
 import { CrlRevocations } from '../provisioning/crl-import.js';
 import { Crls } from '../provisioning/crl.js';
 import { loadServerCredentials } from '../provisioning/pki/hierarchy.js';
+import { withIntermediates } from '../provisioning/pki/served-chain.js';
 import { CaKeyring, DEFAULT_CA_ID } from '../provisioning/pki/keyring.js';
 import { Provisioning } from '../provisioning/service.js';
 import { pemDirectory, Trust } from '../provisioning/trust.js';
@@ -40,6 +41,8 @@ export interface ServiceOptions {
   /** The longest a break-glass grant may last. */
   breakGlassMaxMs?: number;
   broker?: Partial<BrokerOptions>;
+  /** TLS session tickets on the MQTT listener (see broker/listener.ts for why they are off by default). */
+  sessionTickets?: boolean;
 }
 
 export interface RunningService {
@@ -104,7 +107,14 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
 
   const extraTrust = () => pemDirectory(trustDir(layout), (file, problem) => log.error({ event: 'trust_file_ignored', file, problem }, 'a file in pki/trust.d/ is not a certificate'));
   const trust = await Trust.load(() => registry.authorities.list(), extraTrust, layout.pki.caBundle);
-  const listener = await listenMutualTls(broker, { key: server.keyPem, cert: server.certPem, ca: trust.bundles.clientTrustPem }, { host: options.host, port: options.mqttPort }, brokerOptions.handshakeTimeoutMs);
+  // Both servers send their certificate with its intermediates.
+  const servedCert = withIntermediates(server.certPem, trust.bundles.caBundlePem);
+  const listener = await listenMutualTls(
+    broker,
+    { key: server.keyPem, cert: servedCert, ca: trust.bundles.clientTrustPem },
+    { host: options.host, port: options.mqttPort },
+    { handshakeTimeoutMs: brokerOptions.handshakeTimeoutMs, sessionTickets: options.sessionTickets ?? false },
+  );
 
   const crls = new Crls(keyring, (id) => registry.authorities.crlEntries(id), async (id) => (await registry.authorities.get(id)).parentId, clock, log);
   await crls.start((await registry.authorities.list()).filter((c) => !c.external).map((c) => c.id));
@@ -129,7 +139,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     log,
   });
   const api = await buildApi(
-    { tls: { key: server.keyPem, cert: server.certPem } },
+    { tls: { key: server.keyPem, cert: servedCert } },
     {
       provisioning,
       registry,

@@ -2,6 +2,7 @@
 // certificate requested. The handshake does not reject a bad certificate itself; the chain
 // verdict is carried to CONNECT, where the device gets a CONNACK code it will not retry on,
 // instead of a dropped socket it would retry forever.
+import { constants } from 'node:crypto';
 import { once } from 'node:events';
 import type { AddressInfo, Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
@@ -10,16 +11,30 @@ import { peerFactsOf } from './peer.js';
 
 export interface TlsMaterial {
   key: string;
+  /** The server certificate followed by its intermediates (see provisioning/pki/served-chain.ts). */
   cert: string;
   /** CAs that device certificates must chain to. */
   ca: string;
+}
+
+export interface ListenerOptions {
+  handshakeTimeoutMs: number;
+  /**
+   * TLS session tickets, so a device may resume its TLS session. Off by default: OpenSSL
+   * writes each TLS 1.3 ticket by re-encoding and re-parsing the session, client certificate
+   * included, twice per handshake, which more than doubles what a fresh connection costs
+   * beyond the handshake itself; most devices hold one connection for hours and reconnect
+   * after the tickets' five minutes have run out anyway. Admission runs again on a resumed
+   * session either way.
+   */
+  sessionTickets: boolean;
 }
 
 export interface MutualTlsListener {
   readonly port: number;
   /** Replaces the CAs device certificates must chain to; new handshakes use them at once. */
   setTrust(caPem: string): void;
-  /** Replaces the server certificate and key; live sessions are untouched. */
+  /** Replaces the server certificate (with its intermediates) and key; live sessions are untouched. */
   setServerCredentials(credentials: { key: string; cert: string }): void;
   close(): Promise<void>;
 }
@@ -28,34 +43,46 @@ export interface MutualTlsListener {
 // client has it) has only such suites anyway.
 const TLS12_CIPHERS = 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305';
 
-export async function listenMutualTls(broker: DeviceBroker, material: TlsMaterial, address: { host: string; port: number }, handshakeTimeoutMs: number): Promise<MutualTlsListener> {
+/** When the TCP connection under a TLS socket was accepted, for the handshake histogram. */
+const ACCEPTED_AT = Symbol('acceptedAt');
+type AcceptedSocket = Socket & { [ACCEPTED_AT]?: number };
+
+export async function listenMutualTls(broker: DeviceBroker, material: TlsMaterial, address: { host: string; port: number }, options: ListenerOptions): Promise<MutualTlsListener> {
   let current = { ...material };
   // setSecureContext replaces the whole context: every option goes in each time, or a missing
   // `ca` would fall back to the public roots.
-  const context = (): tls.SecureContextOptions => ({ key: current.key, cert: current.cert, ca: current.ca, minVersion: 'TLSv1.2', ciphers: TLS12_CIPHERS, honorCipherOrder: true });
-  // A handshake that stalls holds a socket and its TLS state; give up on it early.
-  const server = tls.createServer({ ...context(), requestCert: true, rejectUnauthorized: false, handshakeTimeout: handshakeTimeoutMs });
-
-  // The TLS socket and the TCP one it wraps share their remote address and port.
-  const acceptedAt = new Map<string, number>();
-  const peerOf = (s: Socket) => `${s.remoteAddress ?? 'unknown'}:${s.remotePort ?? 0}`;
-  server.on('connection', (socket: Socket) => {
-    const key = peerOf(socket);
-    acceptedAt.set(key, performance.now());
-    socket.once('close', () => acceptedAt.delete(key));
+  const context = (): tls.SecureContextOptions => ({
+    key: current.key,
+    cert: current.cert,
+    ca: current.ca,
+    minVersion: 'TLSv1.2',
+    ciphers: TLS12_CIPHERS,
+    honorCipherOrder: true,
+    ...(options.sessionTickets ? {} : { secureOptions: constants.SSL_OP_NO_TICKET }),
   });
+  // A handshake that stalls holds a socket and its TLS state; give up on it early.
+  const server = tls.createServer({ ...context(), requestCert: true, rejectUnauthorized: false, handshakeTimeout: options.handshakeTimeoutMs });
 
+  // One listener function for every socket rather than a closure each: ten thousand idle
+  // devices would otherwise hold ten thousand of them.
   const sockets = new Set<TLSSocket>();
+  function forget(this: TLSSocket) {
+    sockets.delete(this);
+  }
+  server.on('connection', (socket: AcceptedSocket) => {
+    socket[ACCEPTED_AT] = performance.now();
+  });
   server.on('secureConnection', (socket: TLSSocket) => {
-    const started = acceptedAt.get(peerOf(socket));
+    // A server-side TLS socket keeps the TCP socket it wraps as _parent.
+    const started = (socket as TLSSocket & { _parent?: AcceptedSocket })._parent?.[ACCEPTED_AT];
     if (started !== undefined) broker.telemetry.handshake((performance.now() - started) / 1000);
     sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    socket.on('close', forget);
     broker.handle(socket, peerFactsOf(socket));
   });
   server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
     const timedOut = error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT';
-    broker.telemetry.refused(timedOut ? 'handshake_timeout' : 'tls_handshake_failed', { peer: peerOf(socket), detail: error.code ?? error.message });
+    broker.telemetry.refused(timedOut ? 'handshake_timeout' : 'tls_handshake_failed', { peer: `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`, detail: error.code ?? error.message });
     // With a listener here Node leaves the socket open: a client that stalls its handshake
     // would otherwise keep it for good.
     socket.destroy();

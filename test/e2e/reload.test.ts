@@ -136,25 +136,26 @@ describe('hot reload', { timeout: 60_000 }, () => {
   });
 });
 
-describe('TLS session resumption', { timeout: 60_000 }, () => {
+/** A raw TLS connection as the device; resolves with the socket and whether the session was resumed. */
+async function connectRaw(fleet: TestFleet, identity: { keyPem: string; certPem: string }, session?: Buffer) {
+  const socket = tls.connect({ host: '127.0.0.1', port: fleet.service.mqttPort, ca: fleet.ca, key: identity.keyPem, cert: identity.certPem, session });
+  const tickets: Buffer[] = [];
+  socket.on('session', (ticket: Buffer) => tickets.push(ticket));
+  await once(socket, 'secureConnect');
+  return { socket, tickets, resumed: socket.isSessionReused() };
+}
+
+describe('TLS session resumption, with session tickets on', { timeout: 60_000 }, () => {
   let fleet: TestFleet;
   before(async () => {
-    fleet = await startFleet();
+    fleet = await startFleet({ sessionTickets: true });
   });
   after(() => fleet.close());
-
-  /** A raw TLS connection as the device; resolves with the socket and whether the session was resumed. */
-  async function connectRaw(identity: { keyPem: string; certPem: string }, session?: Buffer) {
-    const socket = tls.connect({ host: '127.0.0.1', port: fleet.service.mqttPort, ca: fleet.ca, key: identity.keyPem, cert: identity.certPem, session });
-    const tickets: Buffer[] = [];
-    socket.on('session', (ticket: Buffer) => tickets.push(ticket));
-    await once(socket, 'secureConnect');
-    return { socket, tickets, resumed: socket.isSessionReused() };
-  }
+  const connectRaw_ = (identity: { keyPem: string; certPem: string }, session?: Buffer) => connectRaw(fleet, identity, session);
 
   it('runs admission again on a resumed session: a revoked device is refused', async () => {
     const device = await fleet.enroll('resume-1');
-    const first = await connectRaw(device);
+    const first = await connectRaw_(device);
     first.socket.write(connectPacket('resume-1'));
     const [connack] = (await once(first.socket, 'data')) as [Buffer];
     assert.equal(connack[3], 0, 'admitted');
@@ -162,12 +163,39 @@ describe('TLS session resumption', { timeout: 60_000 }, () => {
     first.socket.destroy();
 
     await fleet.api(`/v1/certificates/${device.serial}/revoke`, { method: 'POST' });
-    const second = await connectRaw(device, first.tickets[0]);
+    const second = await connectRaw_(device, first.tickets[0]);
     assert.equal(second.resumed, true, 'the TLS session was resumed');
     second.socket.write(connectPacket('resume-1'));
     const [refusal] = (await once(second.socket, 'data')) as [Buffer];
     assert.deepEqual([...refusal.subarray(0, 4)], [0x20, 0x02, 0x00, 0x05]);
     second.socket.destroy();
     assert.equal((await fleet.logs.waitFor('refusal', { clientId: 'resume-1' })).reason, 'certificate_revoked');
+  });
+});
+
+describe('TLS session resumption, by default', { timeout: 60_000 }, () => {
+  let fleet: TestFleet;
+  before(async () => {
+    fleet = await startFleet();
+  });
+  after(() => fleet.close());
+
+  it('issues no resumable session: a reconnect is a full handshake, admitted on its own merits', async () => {
+    const device = await fleet.enroll('full-1');
+    const first = await connectRaw(fleet, device);
+    first.socket.write(connectPacket('full-1'));
+    const [connack] = (await once(first.socket, 'data')) as [Buffer];
+    assert.equal(connack[3], 0, 'admitted');
+    // TLS 1.3 still hands the client (stateful) tickets; without a session cache on the
+    // broker they resume nothing.
+    await eventually(() => first.tickets.length > 0, 2000, 'a ticket offered');
+    first.socket.destroy();
+    const second = await connectRaw(fleet, device, first.tickets[0]);
+    assert.equal(second.resumed, false, 'a full handshake, not a resumed session');
+    assert.ok(second.socket.authorized, 'the client certificate was verified again');
+    second.socket.write(connectPacket('full-1'));
+    const [again] = (await once(second.socket, 'data')) as [Buffer];
+    assert.deepEqual([...again.subarray(0, 4)], [0x20, 0x02, 0x00, 0x00]);
+    second.socket.destroy();
   });
 });

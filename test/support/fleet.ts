@@ -49,6 +49,8 @@ export interface FleetOptions {
   /** postgres://… to run the registry on PostgreSQL. */
   database?: string;
   certificateLifetimeMs?: number;
+  /** TLS session tickets on the MQTT listener (off by default, as in `fleet serve`). */
+  sessionTickets?: boolean;
 }
 
 /** Registers a device and enrolls a fresh P-256 key for it through the public API. */
@@ -82,6 +84,7 @@ export async function startFleet(options: FleetOptions = {}): Promise<TestFleet>
     broker: { abuse: { ...DEFAULT_BROKER_OPTIONS.abuse, perClientId: { ratePerSecond: 1000, burst: 1000 } }, ...options.broker },
     database: options.database,
     certificateLifetimeMs: options.certificateLifetimeMs,
+    sessionTickets: options.sessionTickets,
   });
   const layout = dataLayout(dir);
   const token = (await readFile(layout.adminToken, 'utf8')).trim();
