@@ -209,7 +209,8 @@ export class DeviceBroker {
   async #registryKnowsIssuer(issuer: string): Promise<boolean> {
     try {
       const cas = await this.deps.registry.cas();
-      return cas.some((ca) => parseCertificates(ca.pem).some((c) => subjectLine(c) === issuer));
+      // A retired issuing CA is trusted no more, on purpose: its stragglers are strangers now.
+      return cas.some((ca) => ca.status !== 'RETIRED' && parseCertificates(ca.pem).some((c) => subjectLine(c) === issuer));
     } catch {
       return false;
     }

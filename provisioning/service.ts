@@ -10,6 +10,7 @@ import type { Registry } from '../registry/registry.js';
 import { verifyExternalCa, type ExternalCaInput } from './external-ca.js';
 import { checkCsr } from './pki/csr.js';
 import { DEFAULT_CA_ID, ROOT_CA_ID, type CaKeyring } from './pki/keyring.js';
+import type { SigningCa } from './rotation.js';
 import { Batcher } from '../registry/batcher.js';
 import { actorName } from '../registry/changes.js';
 import type { NewCertificate } from '../registry/lifecycle.js';
@@ -25,6 +26,8 @@ export interface ProvisioningOptions {
 export interface ProvisioningDeps {
   registry: Registry;
   keyring: CaKeyring;
+  /** Which issuing CA signs now (rotation's current slot). */
+  issuing: SigningCa;
   clock: Clock;
   log: Logger;
 }
@@ -70,7 +73,8 @@ export class Provisioning {
     return `${this.options.publicUrl()}${crlPath(caId)}`;
   }
 
-  async enroll(deviceId: DeviceId, csrPem: string, actor: Actor, caId = DEFAULT_CA_ID): Promise<Enrollment> {
+  /** Signs a device certificate; without `caId`, the issuing CA that signs now. */
+  async enroll(deviceId: DeviceId, csrPem: string, actor: Actor, caId = this.deps.issuing.current()): Promise<Enrollment> {
     // The device first (an unknown device is a 404 whatever the CSR); the key is checked in
     // the recording transaction, where it counts.
     const refusal = await this.#enrollable.submit(deviceId);
@@ -122,6 +126,7 @@ export class Provisioning {
     if (!signer || ca.external) throw new RegistryError('ca_cannot_issue', `${caId} has no key here`);
     if (options.forCas && !signer.maySignCas) throw new RegistryError('ca_cannot_issue', `${caId} may not sign CAs (pathLen 0)`);
     if (!options.forCas && caId === ROOT_CA_ID) throw new RegistryError('ca_is_root', 'the root signs CAs only');
+    if (!options.forCas && !this.deps.issuing.signs(caId)) throw new RegistryError('ca_not_signing', `${caId}; ${this.deps.issuing.current()} signs now`);
     return ca;
   }
 

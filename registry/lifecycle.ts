@@ -125,7 +125,11 @@ export class Lifecycle {
         if (to === 'REVOKED') republish = certificateEvent(cert, 'REVOKED', cert.revokedAt!.toISOString(), cert.revocationReason);
         return cert;
       }
-      if (to === 'ACTIVE') await enrollableDevice(change.tx, cert.deviceId, { lock: true, action: 'activate' });
+      if (to === 'ACTIVE') {
+        await enrollableDevice(change.tx, cert.deviceId, { lock: true, action: 'activate' });
+        // Rotation retired the CA because nothing under it was active: keep it that way.
+        if ((await change.tx.cas.get(cert.caId))?.status === 'RETIRED') throw new RegistryError('ca_retired', cert.caId);
+      }
       await moveCertificate(change, cert, to, reason);
       return (await change.tx.certificates.bySerial(serial))!;
     });
@@ -172,7 +176,7 @@ async function enrollableDevice(q: RegistryQueries, deviceId: DeviceId, options:
   return device!;
 }
 
-function enrollmentRefusal(device: Device | undefined, deviceId: DeviceId, action?: string): RegistryError | undefined {
+export function enrollmentRefusal(device: Device | undefined, deviceId: DeviceId, action?: string): RegistryError | undefined {
   if (!device) return new RegistryError('device_not_found', deviceId);
   if (device.status === 'DECOMMISSIONED') return new RegistryError('device_decommissioned', deviceId);
   // A disabled device keeps its certificates but gets no new one; its certificates may still
@@ -181,9 +185,10 @@ function enrollmentRefusal(device: Device | undefined, deviceId: DeviceId, actio
   return undefined;
 }
 
-function caRefusal(ca: CaRecord | undefined, caId: string): RegistryError | undefined {
+export function caRefusal(ca: CaRecord | undefined, caId: string): RegistryError | undefined {
   if (!ca) return new RegistryError('ca_not_found', caId);
   if (ca.status === 'REVOKED') return new RegistryError('ca_revoked', caId);
+  if (ca.status === 'RETIRED') return new RegistryError('ca_retired', caId);
   return undefined;
 }
 

@@ -26,6 +26,8 @@ const REGISTRY_STATUS: Record<RegistryErrorCode, number> = {
   ca_revoked: 409,
   ca_is_root: 409,
   ca_cannot_issue: 409,
+  ca_not_signing: 409,
+  ca_retired: 409,
   registration_code_invalid: 400,
   group_exists: 409,
   group_not_found: 404,
@@ -37,6 +39,13 @@ const REGISTRY_STATUS: Record<RegistryErrorCode, number> = {
   grant_not_pending: 409,
   grant_self_approval: 409,
   grant_ended: 409,
+  claim_batch_exists: 409,
+  claim_batch_not_found: 404,
+  claim_batch_revoked: 409,
+  claim_batch_expired: 409,
+  claim_device_exists: 409,
+  claim_binding_unknown: 409,
+  claim_already_registered: 409,
 };
 
 export const API_ERRORS = {

@@ -58,18 +58,23 @@ export class CaKeyring {
 
   /**
    * Creates a CA signed by `parent`: a new P-256 key written 0600 beside its certificate.
-   * Returns the record for the registry; the caller records it.
+   * Returns the record for the registry; the caller records it. By default the CA lives five
+   * years (never past its parent), is named after `name`, and may have one level fewer of CAs
+   * below it than its parent.
    */
-  async create(input: { id: string; name: string; parentId: string; crlUrl: string }, clock: Clock): Promise<CaRecord> {
+  async create(
+    input: { id: string; name: string; parentId: string; crlUrl: string; commonName?: string; lifetimeMs?: number; pathLength?: number },
+    clock: Clock,
+  ): Promise<CaRecord> {
     const parent = this.#signers.get(input.parentId);
     if (!parent) throw new Error(`no signer for CA ${input.parentId}`);
     const keys = await generateKeyPair();
     const issued = await parent.issueIssuingCa(
-      [{ CN: [`Fleet CA ${input.name}`] }, { O: ['Fleet Identity'] }],
+      [{ CN: [input.commonName ?? `Fleet CA ${input.name}`] }, { O: ['Fleet Identity'] }],
       await x509.PublicKey.create(keys.publicKey),
-      validity(clock, Math.min(ISSUING_LIFETIME_MS, parent.certificate.notAfter.getTime() - clock().getTime())),
+      validity(clock, Math.min(input.lifetimeMs ?? ISSUING_LIFETIME_MS, parent.certificate.notAfter.getTime() - clock().getTime())),
       // One level fewer than the parent allows; no limit under a parent without one.
-      { pathLength: parent.pathLength === undefined ? undefined : parent.pathLength - 1, crlUrl: input.crlUrl },
+      { pathLength: input.pathLength ?? (parent.pathLength === undefined ? undefined : parent.pathLength - 1), crlUrl: input.crlUrl },
     );
     await fs.mkdir(this.paths.casDir, { recursive: true, mode: 0o700 });
     const files = filesOf(this.paths, input.id);

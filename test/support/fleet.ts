@@ -49,6 +49,8 @@ export interface FleetOptions {
   /** postgres://… to run the registry on PostgreSQL. */
   database?: string;
   certificateLifetimeMs?: number;
+  issuingCaLifetimeMs?: number;
+  rotationIntervalMs?: number;
 }
 
 /** Registers a device and enrolls a fresh P-256 key for it through the public API. */
@@ -82,6 +84,8 @@ export async function startFleet(options: FleetOptions = {}): Promise<TestFleet>
     broker: { abuse: { ...DEFAULT_BROKER_OPTIONS.abuse, perClientId: { ratePerSecond: 1000, burst: 1000 } }, ...options.broker },
     database: options.database,
     certificateLifetimeMs: options.certificateLifetimeMs,
+    issuingCaLifetimeMs: options.issuingCaLifetimeMs,
+    rotationIntervalMs: options.rotationIntervalMs,
   });
   const layout = dataLayout(dir);
   const token = (await readFile(layout.adminToken, 'utf8')).trim();
