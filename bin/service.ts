@@ -10,6 +10,7 @@ import { CrlRevocations } from '../provisioning/crl-import.js';
 import { Crls } from '../provisioning/crl.js';
 import { loadServerCredentials, reissueServerCertificate, serverIssuedBy } from '../provisioning/pki/hierarchy.js';
 import { CaKeyring } from '../provisioning/pki/keyring.js';
+import { ClaimProvisioning } from '../provisioning/claims/service.js';
 import { CaRotator } from '../provisioning/rotation.js';
 import { crlPath, Provisioning } from '../provisioning/service.js';
 import { pemDirectory, Trust } from '../provisioning/trust.js';
@@ -19,7 +20,7 @@ import { FleetGraph } from '../registry/graph.js';
 import { openStore } from '../registry/open.js';
 import { Registry } from '../registry/registry.js';
 import { dataLayout, initDataDir, recordInitialState } from './data-dir.js';
-import { brokerRegistry } from './ports.js';
+import { brokerRegistry, claimPort } from './ports.js';
 import { Reloader, trustDir } from './reload.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -109,9 +110,15 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   const graph = await FleetGraph.build(store);
   bus.subscribe((event) => graph.apply(event));
 
+  const provisioning = new Provisioning(
+    { certificateLifetimeMs: options.certificateLifetimeMs ?? 30 * DAY_MS, backdateMs: 60_000, publicUrl },
+    { registry, keyring, issuing: rotator, clock, log },
+  );
+  const claims = new ClaimProvisioning({ registry, provisioning, clock, log });
+
   const crlRevocations = new CrlRevocations();
   const brokerOptions: BrokerOptions = { ...DEFAULT_BROKER_OPTIONS, id: randomUUID(), ...options.broker };
-  const broker = await DeviceBroker.create(brokerOptions, { registry: brokerRegistry(registry, brokerOptions.id!, crlRevocations), events: bus, clock, log, metrics });
+  const broker = await DeviceBroker.create(brokerOptions, { registry: brokerRegistry(registry, brokerOptions.id!, crlRevocations), events: bus, clock, log, metrics, claims: claimPort(registry, claims) });
 
   const extraTrust = () => pemDirectory(trustDir(layout), (file, problem) => log.error({ event: 'trust_file_ignored', file, problem }, 'a file in pki/trust.d/ is not a certificate'));
   const trust = await Trust.load(() => registry.authorities.list(), extraTrust, layout.pki.caBundle);
@@ -121,10 +128,6 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   await crls.start((await registry.authorities.list()).filter((c) => !c.external).map((c) => c.id));
   bus.subscribe((event) => crls.apply(event));
 
-  const provisioning = new Provisioning(
-    { certificateLifetimeMs: options.certificateLifetimeMs ?? 30 * DAY_MS, backdateMs: 60_000, publicUrl },
-    { registry, keyring, issuing: rotator, clock, log },
-  );
   // Trust, the server certificate and operators' CRLs reload on change and on request; a
   // reload's failure is logged, not the change's (which is already durable).
   const reloader = new Reloader({
@@ -141,6 +144,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     { tls: { key: server.keyPem, cert: server.certPem } },
     {
       provisioning,
+      claims,
       registry,
       graph,
       crls,

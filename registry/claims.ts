@@ -51,6 +51,8 @@ export class ClaimBatches {
     return this.changes.run(actor, async ({ tx, audit, announce, iso }) => {
       for (const group of batch.template.groups) if (!(await tx.groups.get(group))) throw new RegistryError('group_not_found', group);
       caRefusalOrThrow(await tx.cas.get(batch.caId, { lock: 'share' }), batch.caId);
+      // A claim key is shared by a whole batch: never one a device holds (or held).
+      if ((await tx.certificates.withPublicKey(batch.publicKeySha256)).length > 0 || (await tx.claims.batchWithKey(batch.publicKeySha256))) throw new RegistryError('public_key_in_use');
       if (!(await tx.claims.insertBatch(batch))) throw new RegistryError('claim_batch_exists', batch.id);
       audit({
         action: 'claim_batch.created',

@@ -87,7 +87,8 @@ export interface AdmissionRecord {
 
 /** Who did something: an operator token, a device, the broker, the system itself. */
 export interface Actor {
-  kind: 'operator' | 'device' | 'broker' | 'system';
+  /** A claim is a claim session (claim batch / client id nonce), not yet a device. */
+  kind: 'operator' | 'device' | 'broker' | 'system' | 'claim';
   id: string;
 }
 

@@ -7,11 +7,13 @@ import type { WouldRefuse } from '../../broker/enforcement.js';
 import type { EnforcementMode } from '../../registry/model.js';
 import type { Registry } from '../../registry/registry.js';
 import type { Crls } from '../crl.js';
+import type { ClaimProvisioning } from '../claims/service.js';
 import type { CaRotator } from '../rotation.js';
 import type { Provisioning } from '../service.js';
 
 export interface ApiDeps {
   provisioning: Provisioning;
+  claims: ClaimProvisioning;
   registry: Registry;
   graph: FleetGraph;
   crls: Crls;

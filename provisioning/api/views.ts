@@ -1,7 +1,7 @@
 // The JSON shapes the API returns. Written out field by field so nothing stored (a PEM, a
 // key hash) leaks into a response by accident.
 import type { DeviceView } from '../../registry/lifecycle.js';
-import type { AuditEntry, CaRecord, CertificateRecord, Group, IssuingCa } from '../../registry/model.js';
+import type { AuditEntry, CaRecord, CertificateRecord, ClaimBatch, Group, IssuingCa } from '../../registry/model.js';
 import type { IssuingSlots } from '../../registry/rotation.js';
 import type { Thresholds } from '../rotation.js';
 
@@ -95,5 +95,27 @@ export function auditJson(e: AuditEntry) {
     ...(e.certificateSerial ? { certificate: e.certificateSerial } : {}),
     ...(e.reason ? { reason: e.reason } : {}),
     details: e.details,
+  };
+}
+
+/** A claim batch; its certificate is public (every device of the batch holds it). */
+export function claimBatchJson(b: ClaimBatch, counts?: { issued: number; registered: number }) {
+  return {
+    id: b.id,
+    status: b.status,
+    template: b.template,
+    rateLimit: b.rateLimit,
+    ...(b.hook ? { hook: b.hook } : {}),
+    clientIdPrefix: `claim/${b.id}/`,
+    ca: b.caId,
+    serial: b.serial,
+    fingerprint: b.fingerprint,
+    notBefore: b.notBefore.toISOString(),
+    notAfter: b.notAfter.toISOString(),
+    createdAt: b.createdAt.toISOString(),
+    ...(b.revokedAt ? { revokedAt: b.revokedAt.toISOString() } : {}),
+    ...(b.revocationReason ? { revocationReason: b.revocationReason } : {}),
+    ...(counts ? { certificates: counts } : {}),
+    certificate: b.pem,
   };
 }
