@@ -167,6 +167,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   // one can retire from every bundle without taking the server's chain with it.
   bus.subscribe(async (event) => {
     if (event.type !== 'ca.rotation' || event.state !== 'active') return;
+    await keyring.adopt(await registry.authorities.get(event.caId));
     const issuing = keyring.get(event.caId);
     if (!issuing || (await serverIssuedBy(layout.pki, issuing))) return;
     await reissueServerCertificate(layout.pki, issuing, clock)

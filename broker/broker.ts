@@ -107,7 +107,7 @@ export class DeviceBroker {
     this.#cache = new VerdictCache(deps.registry, options.cache);
     this.#access = new AccessCache(deps.registry, options.cache.maxEntries);
     this.#jit = new JustInTime(deps.registry);
-    this.#claims = new ClaimTopics({ port: deps.claims, clock: deps.clock, monotonicMs: this.#now, metrics: deps.metrics });
+    this.#claims = new ClaimTopics({ port: deps.claims, log: deps.log, clock: deps.clock, monotonicMs: this.#now, metrics: deps.metrics });
     this.abuse = new AbuseControl(options.abuse, this.#now);
     this.#telemetry = new BrokerTelemetry(deps.log, deps.metrics);
     this.#unsubscribe = deps.events.subscribe((event) => this.#onRegistryEvent(event));

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../registry/clock.js';
 import type { RegistryEvent } from '../registry/events.js';
 import type { CaRecord, IssuingState } from '../registry/model.js';
-import type { IssuingRotation, IssuingSlots } from '../registry/rotation.js';
+import { nextGeneration, type IssuingRotation, type IssuingSlots } from '../registry/rotation.js';
 import { coalesced } from './coalesce.js';
 import { BACKDATE_MS } from './pki/hierarchy.js';
 import { DEFAULT_CA_ID, type CaKeyring } from './pki/keyring.js';
@@ -121,9 +121,10 @@ export class CaRotator implements SigningCa {
     return ![next, ...old, ...retired].some((c) => c?.caId === caId);
   }
 
-  /** Another process may have taken a step: follow the registry. */
+  /** Another process may have taken a step: follow the registry (and take up the CA's key). */
   async apply(event: RegistryEvent): Promise<void> {
     if (event.type !== 'ca.rotation') return;
+    await this.deps.keyring.adopt(await this.deps.cas.get(event.caId));
     const slots = await this.deps.rotation.slots();
     if (slots) this.#show(slots);
   }
@@ -163,7 +164,7 @@ export class CaRotator implements SigningCa {
 
   /** Creates the successor of `current` with the same shape and lifetime, and records it as next. */
   async #prepare(current: CaRecord, slots: IssuingSlots): Promise<string> {
-    const generation = Math.max(slots.current.generation, ...slots.old.map((c) => c.generation), ...slots.retired.map((c) => c.generation)) + 1;
+    const generation = nextGeneration(slots);
     const taken = new Set((await this.deps.cas.list()).flatMap((c) => [c.id, c.name]));
     let id = `issuing-${generation}`;
     for (let n = 2; taken.has(id); n++) id = `issuing-${generation}-${n}`;

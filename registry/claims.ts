@@ -7,7 +7,7 @@ import type { Change, Changes } from './changes.js';
 import type { Clock } from './clock.js';
 import { RegistryError } from './errors.js';
 import type { DeviceId, Fingerprint, SerialHex } from './ids.js';
-import { caRefusal, moveCertificate, type NewCertificate } from './lifecycle.js';
+import { caRefusal, moveCertificate, noteIssued, type NewCertificate } from './lifecycle.js';
 import type { Actor, CertificateRecord, ClaimBatch, ClaimBinding } from './model.js';
 import type { RegistryQueries, RegistryStore } from './store.js';
 
@@ -66,9 +66,13 @@ export class ClaimBatches {
   }
 
   async get(id: string): Promise<ClaimBatch> {
-    const batch = await this.store.claims.batch(id);
+    const batch = await this.find(id);
     if (!batch) throw new RegistryError('claim_batch_not_found', id);
     return batch;
+  }
+
+  find(id: string): Promise<ClaimBatch | undefined> {
+    return this.store.claims.batch(id);
   }
 
   list(): Promise<ClaimBatch[]> {
@@ -131,15 +135,7 @@ export class ClaimBatches {
       const record: CertificateRecord = { ...certificate, status: 'PENDING_ACTIVATION', createdAt: at };
       await tx.certificates.insert(record);
       await tx.claims.insertBinding({ ...binding, serial: record.serial, batchId, deviceId: record.deviceId, createdAt: at });
-      audit({
-        action: 'certificate.issued',
-        subjectType: 'certificate',
-        subjectId: record.serial,
-        deviceId: record.deviceId,
-        certificateSerial: record.serial,
-        details: { fingerprint: record.fingerprint, ca: record.caId, status: record.status, claimBatch: batchId, notBefore: record.notBefore.toISOString(), notAfter: record.notAfter.toISOString() },
-      });
-      announce({ type: 'certificate.created', serial: record.serial, fingerprint: record.fingerprint, deviceId: record.deviceId, caId: record.caId, status: record.status, at: iso });
+      noteIssued(change, record, { claimBatch: batchId });
       return record;
     });
   }

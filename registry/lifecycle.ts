@@ -96,15 +96,7 @@ export class Lifecycle {
         holders.set(record.publicKeySha256, [...(holders.get(record.publicKeySha256) ?? []), record]);
         accepted.push(record);
         outcomes.push(record);
-        audit({
-          action: 'certificate.issued',
-          subjectType: 'certificate',
-          subjectId: record.serial,
-          deviceId: record.deviceId,
-          certificateSerial: record.serial,
-          details: { fingerprint: record.fingerprint, ca: record.caId, status, notBefore: record.notBefore.toISOString(), notAfter: record.notAfter.toISOString() },
-        });
-        announce({ type: 'certificate.created', serial: record.serial, fingerprint: record.fingerprint, deviceId: record.deviceId, caId: record.caId, status, at: iso });
+        noteIssued({ audit, announce, iso }, record);
       }
       await tx.certificates.insertMany(accepted);
       return outcomes;
@@ -195,6 +187,19 @@ export function caRefusal(ca: CaRecord | undefined, caId: string): RegistryError
 /** A key is one identity's: reusing another device's key, or any revoked key, is refused. */
 function keyRefusal(holders: readonly { deviceId: DeviceId; status: CertificateStatus }[] | undefined, deviceId: DeviceId): RegistryError | undefined {
   return holders?.some((c) => c.deviceId !== deviceId || c.status === 'REVOKED') ? new RegistryError('public_key_in_use') : undefined;
+}
+
+/** Audits and announces a certificate just recorded; `details` adds to the audit entry. */
+export function noteIssued(change: Pick<Change, 'audit' | 'announce' | 'iso'>, record: CertificateRecord, details: JsonObject = {}): void {
+  change.audit({
+    action: 'certificate.issued',
+    subjectType: 'certificate',
+    subjectId: record.serial,
+    deviceId: record.deviceId,
+    certificateSerial: record.serial,
+    details: { fingerprint: record.fingerprint, ca: record.caId, status: record.status, ...details, notBefore: record.notBefore.toISOString(), notAfter: record.notAfter.toISOString() },
+  });
+  change.announce({ type: 'certificate.created', serial: record.serial, fingerprint: record.fingerprint, deviceId: record.deviceId, caId: record.caId, status: record.status, at: change.iso });
 }
 
 export async function moveCertificate(change: Change, cert: CertificateRecord, to: CertificateStatus, reason?: string): Promise<void> {

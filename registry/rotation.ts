@@ -29,6 +29,11 @@ export function slotsOf(list: readonly IssuingCa[]): IssuingSlots | undefined {
   };
 }
 
+/** The generation the next prepared CA takes: one more than any CA rotation has had. */
+export function nextGeneration(slots: IssuingSlots): number {
+  return Math.max(slots.current.generation, ...(slots.next ? [slots.next.generation] : []), ...slots.old.map((c) => c.generation), ...slots.retired.map((c) => c.generation)) + 1;
+}
+
 const ACTIONS: Record<IssuingState, string> = { prepared: 'ca.prepared', active: 'ca.activated', old: 'ca.superseded', retired: 'ca.retired' };
 
 function move(change: Change, ca: IssuingCa, to: IssuingState, details: Record<string, unknown> = {}): Promise<void> {
@@ -69,7 +74,7 @@ export class IssuingRotation {
       if (!slots) throw new RegistryError('illegal_transition', 'no current issuing CA to prepare a successor for');
       if (slots.next) throw new RegistryError('illegal_transition', `${slots.next.caId} is prepared already`);
       await insertCa(change, ca);
-      const next: IssuingCa = { caId: ca.id, state: 'prepared', generation: Math.max(slots.current.generation, ...slots.old.map((o) => o.generation), ...slots.retired.map((r) => r.generation)) + 1, preparedAt: change.at };
+      const next: IssuingCa = { caId: ca.id, state: 'prepared', generation: nextGeneration(slots), preparedAt: change.at };
       await change.tx.rotation.insert(next);
       change.audit({ action: 'ca.prepared', subjectType: 'ca', subjectId: ca.id, details: { generation: next.generation, successorOf: slots.current.caId } });
       change.announce({ type: 'ca.rotation', caId: ca.id, state: 'prepared', at: change.iso });

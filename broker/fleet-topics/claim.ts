@@ -7,6 +7,7 @@
 // Per session: one CSR; per batch: a request rate. What a claim yields is provisioning's
 // decision, behind a narrow port.
 import type { Client, PublishPacket } from 'aedes';
+import type { Logger } from 'pino';
 import { Counter, type Registry as MetricsRegistry } from 'prom-client';
 import type { Clock } from '../../registry/clock.js';
 import type { RegistryEvent } from '../../registry/events.js';
@@ -85,6 +86,7 @@ const STANDING_TTL_MS = 5000;
 
 export interface ClaimTopicsDeps {
   port?: ClaimPort;
+  log: Logger;
   clock: Clock;
   /** Monotonic milliseconds, for rate limits. */
   monotonicMs: () => number;
@@ -136,6 +138,7 @@ export class ClaimTopics {
    */
   async admit(peer: PeerFacts, clientId: string, connect: { clean: boolean; will: boolean }, knownIssuer: (issuer: string) => boolean): Promise<{ ok: true; session: ClaimSession } | Refused> {
     const certificate = peer.certificate!;
+    if (!certificate.claimBatch) return { ok: false, reason: 'claim_batch_unknown', detail: 'the claim URI names no batch' };
     const checked = firstRefusal([chainVerified, withinValidity], { peer, clientId, certificate }, { now: this.deps.clock, knownIssuer });
     if (checked) return checked;
     const batchInId = CLIENT_ID.exec(clientId)?.[1];
@@ -160,7 +163,7 @@ export class ClaimTopics {
     if (!name) return done(refuse('topic_denied', { topic: packet.topic }));
     packet.retain = false; // a request is never kept for later subscribers
     done(null);
-    void this.#handle(client, claim, name, packet, refuse);
+    this.#handle(client, claim, name, packet, refuse).catch((err: unknown) => this.deps.log.error({ err, event: 'claim_request_failed', clientId: client.id }, 'claim request not answered'));
   }
 
   /** Only the replies to its own requests (exact topics, no wildcards). */

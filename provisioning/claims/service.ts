@@ -83,7 +83,8 @@ export class ClaimProvisioning {
   /** Creates a claim batch and its claim certificate (from the CSR given, or a new key). */
   async createBatch(input: NewClaimBatch, actor: Actor): Promise<CreatedClaimBatch> {
     const template = checkTemplate(input.template);
-    if (await this.deps.registry.claims.get(input.name).catch(() => undefined)) throw new RegistryError('claim_batch_exists', input.name);
+    // Checked again when recording; this spares signing a certificate for a name taken.
+    if (await this.deps.registry.claims.find(input.name)) throw new RegistryError('claim_batch_exists', input.name);
     let spki: Buffer;
     let keyPem: string | undefined;
     if (input.csr !== undefined) spki = checkCsr(input.csr).spki;

@@ -26,16 +26,22 @@ export class CaKeyring {
 
   static async load(paths: PkiPaths, cas: readonly CaRecord[]): Promise<CaKeyring> {
     const ring = new CaKeyring(paths);
-    for (const ca of cas) {
-      if (ca.external) continue;
-      const files = filesOf(paths, ca.id);
-      const keyPem = await readSecretFile(files.key).catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return undefined; // recorded elsewhere; not signable here
-        throw error;
-      });
-      if (keyPem) ring.#signers.set(ca.id, await importSigner(await fs.readFile(files.cert, 'utf8'), keyPem));
-    }
+    for (const ca of cas) await ring.adopt(ca);
     return ring;
+  }
+
+  /**
+   * Takes up a CA whose key is in this data directory but not in this keyring yet (one another
+   * process of the same installation created). A CA whose key is elsewhere stays unsignable here.
+   */
+  async adopt(ca: CaRecord): Promise<void> {
+    if (ca.external || this.#signers.has(ca.id)) return;
+    const files = filesOf(this.paths, ca.id);
+    const keyPem = await readSecretFile(files.key).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined; // recorded elsewhere; not signable here
+      throw error;
+    });
+    if (keyPem) this.#signers.set(ca.id, await importSigner(await fs.readFile(files.cert, 'utf8'), keyPem));
   }
 
   get(id: string): CaSigner | undefined {
