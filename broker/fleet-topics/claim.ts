@@ -114,7 +114,7 @@ function requestOf(name: ClaimRequestName, payload: Buffer) {
   if (!body || (body.parameters !== undefined && !isParameters(body.parameters))) return undefined;
   if (name === 'create-from-csr') {
     if (!onlyKeys(body, ['csr', 'parameters']) || typeof body.csr !== 'string' || body.csr.length > MAX_CSR) return undefined;
-    return { name, csr: body.csr, parameters: (body.parameters) ?? {} };
+    return { name, csr: body.csr, parameters: body.parameters ?? {} };
   }
   if (!onlyKeys(body, ['deviceId', 'serial', 'parameters']) || typeof body.deviceId !== 'string' || typeof body.serial !== 'string') return undefined;
   return { name, deviceId: body.deviceId, serial: body.serial, parameters: body.parameters };

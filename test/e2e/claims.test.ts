@@ -22,8 +22,10 @@ describe('fleet provisioning by claim', { timeout: 120_000 }, () => {
   let fleet: TestFleet;
   let work: string;
   let claim: ClaimBatchIdentity;
+  // The service clock; a test moves it past a claim certificate's notAfter.
+  let offset = 0;
   before(async () => {
-    fleet = await startFleet();
+    fleet = await startFleet({ clock: () => new Date(Date.now() + offset) });
     work = mkdtempSync(join(tmpdir(), 'claims-test-'));
     assert.equal((await fleet.api('/v1/groups', { body: { id: 'sensors', policy: { publish: ['fleet/telemetry/${deviceId}'], subscribe: [] } } })).status, 201);
     claim = await createBatch(fleet, 'line-7', { template: { ...SENSOR_TEMPLATE, groups: ['sensors'] } });
@@ -252,6 +254,23 @@ describe('fleet provisioning by claim', { timeout: 120_000 }, () => {
       await eventually(async () => (await fleet.refusals('claim_rate_limited')) >= 1, 3000, 'claim_rate_limited counted');
       const metrics = (await fleet.api('/metrics', { anonymous: true })).body.toString();
       assert.match(metrics, /fleet_claim_requests_total\{request="create-from-csr",outcome="claim_rate_limited"\} 1/);
+    });
+
+    it('admits nothing once the batch’s claim certificate expires, and issues nothing to a session admitted before', async () => {
+      const brief = await createBatch(fleet, 'line-brief', { validitySeconds: 60 });
+      const session = await ClaimSession.open(fleet, brief, 'late');
+      offset = 2 * 60_000;
+      try {
+        const refused = await fleet.tryConnect(claimIdentity(brief, 'later'));
+        assert.equal(refused.returnCode, 5);
+        await end(refused.client);
+        assert.equal((await refusal({ clientId: 'claim/line-brief/later' })).reason, 'certificate_expired');
+        const late = await session.createFromCsr((await ecKeyWithCsr()).csrPem, { SerialNumber: serialNumber() });
+        assert.deepEqual([late.accepted, errorCode(late)], [false, 'claim_batch_expired']);
+      } finally {
+        offset = 0;
+        await session.end();
+      }
     });
 
     it('revokes a batch: its sessions closed, nothing admitted any more, its certificate on the CRL', async () => {
