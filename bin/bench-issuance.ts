@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { CaKeyring } from '../provisioning/pki/keyring.js';
+import { CaKeyring, DEFAULT_CA_ID } from '../provisioning/pki/keyring.js';
 import { Provisioning } from '../provisioning/service.js';
 import { systemClock } from '../registry/clock.js';
 import { InProcessEventBus } from '../registry/events.js';
@@ -36,7 +36,7 @@ export async function issuanceBench(count: number): Promise<IssuanceFigures> {
     await recordInitialState(registry, layout, clock);
     const keyring = await CaKeyring.load(layout.pki, await registry.authorities.list());
     const log = pino({ level: 'warn' }, new Writable({ write: (_c, _e, done) => done() }));
-    const provisioning = new Provisioning({ certificateLifetimeMs: 30 * 86_400_000, backdateMs: 60_000, publicUrl: () => 'https://localhost:8443' }, { registry, keyring, clock, log });
+    const provisioning = new Provisioning({ certificateLifetimeMs: 30 * 86_400_000, backdateMs: 60_000, publicUrl: () => 'https://localhost:8443' }, { registry, keyring, issuing: { current: () => DEFAULT_CA_ID, signs: () => true }, clock, log });
     const actor = { kind: 'operator', id: 'bench' } as const;
 
     const requests: { id: DeviceId; csr: string }[] = [];

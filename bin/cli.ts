@@ -11,8 +11,9 @@ import { dataLayout, DataDirError, initDataDir, recordInitialState } from './dat
 import { DEFAULT_BROKER_OPTIONS, startService } from './service.js';
 
 const USAGE = `usage:
-  fleet init   [--data DIR] [--database postgres://…]
+  fleet init   [--data DIR] [--database postgres://…] [--issuing-ca-days 1826]
   fleet serve  [--data DIR] [--database postgres://…] [--mqtt-port 8883] [--api-port 8443]
+               [--issuing-ca-days 1826]
                [--host 127.0.0.1] [--public-url URL] [--log-level info]
                [--publish-rate 100] [--publish-burst 200] [--max-packet-bytes 131072]
                [--connect-rate 1] [--connect-burst 2]
@@ -26,7 +27,9 @@ const USAGE = `usage:
               [--drop-interval S] [--drain S] [--report-dir DIR] [--json]
               [--data DIR] [--api URL] [--mqtt URL] [--token T] [--ca PEM] [--prefix ID]
 
-  init   create DIR (default ./data) with a dev PKI, a registry and an operator token
+  init   create DIR (default ./data) with a dev PKI, a registry and an operator token;
+         the issuing CA lives --issuing-ca-days (five years by default), and each one
+         rotation prepares after it lives as long
   serve  run the MQTT broker (mutual TLS) and the provisioning API (HTTPS);
          initializes DIR first if it does not exist. The registry is DIR/registry.db
          (SQLite) unless --database names a PostgreSQL database. Per device: publishes
@@ -69,10 +72,16 @@ function port(value: string | undefined, fallback: number, flag: string): number
   return n;
 }
 
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+function issuingLifetime(days: string | undefined): number | undefined {
+  return days === undefined ? undefined : positive(days, 0, '--issuing-ca-days') * DAY_MS;
+}
+
 async function init(args: string[]): Promise<number> {
-  const values = parse(args, { data: { type: 'string', default: './data' }, database: { type: 'string' } });
+  const values = parse(args, { data: { type: 'string', default: './data' }, database: { type: 'string' }, 'issuing-ca-days': { type: 'string' } });
   const layout = dataLayout(values.data);
-  const created = await initDataDir(layout.dir, systemClock);
+  const created = await initDataDir(layout.dir, systemClock, { issuingLifetimeMs: issuingLifetime(values['issuing-ca-days']) });
   // The registry learns the PKI's CAs now (idempotent: serve does the same at every start).
   const store = await openStore(values.database ?? layout.registry);
   try {
@@ -110,6 +119,7 @@ async function serve(args: string[]): Promise<number> {
     'address-connect-rate': { type: 'string' },
     'address-connect-burst': { type: 'string' },
     'tls-session-tickets': { type: 'boolean', default: false },
+    'issuing-ca-days': { type: 'string' },
   });
   const defaults = DEFAULT_BROKER_OPTIONS;
   const service = await startService({
@@ -121,6 +131,7 @@ async function serve(args: string[]): Promise<number> {
     publicUrl: values['public-url'],
     logLevel: values['log-level'],
     sessionTickets: values['tls-session-tickets'],
+    issuingCaLifetimeMs: issuingLifetime(values['issuing-ca-days']),
     broker: {
       maxPacketBytes: positive(values['max-packet-bytes'], defaults.maxPacketBytes, '--max-packet-bytes'),
       publish: {

@@ -35,11 +35,11 @@ export class DataDirError extends Error {
 }
 
 /**
- * Creates the data directory's PKI and token unless it is already initialized. Returns
- * whether it created them. A directory that exists, is not empty and is not a data directory
+ * Creates the data directory's PKI and token unless it is already initialized (`pki` sets the
+ * first issuing CA's lifetime, five years by default). Returns whether it created them. A directory that exists, is not empty and is not a data directory
  * is left alone.
  */
-export async function initDataDir(dir: string, clock: Clock): Promise<boolean> {
+export async function initDataDir(dir: string, clock: Clock, pki: { issuingLifetimeMs?: number } = {}): Promise<boolean> {
   const layout = dataLayout(dir);
   if (isInitialized(layout)) return false;
   const existing = await fs.readdir(layout.dir).catch(() => undefined);
@@ -51,7 +51,7 @@ export async function initDataDir(dir: string, clock: Clock): Promise<boolean> {
   await fs.mkdir(staging, { mode: 0o700 });
   try {
     const building = dataLayout(staging);
-    await createPki(building.pki, clock);
+    await createPki(building.pki, clock, pki);
     await writeSecretFile(building.adminToken, `${randomBytes(32).toString('base64url')}\n`);
     if (existing) await fs.rmdir(layout.dir);
     await fs.rename(staging, layout.dir);

@@ -1,5 +1,7 @@
 // Adapters from the registry to the narrow ports the broker declares.
 import type { BrokerRegistry } from '../broker/broker.js';
+import type { ClaimPort } from '../broker/fleet-topics/claim.js';
+import type { ClaimProvisioning } from '../provisioning/claims/service.js';
 import { Batcher } from '../registry/batcher.js';
 import type { DeviceId, Fingerprint } from '../registry/ids.js';
 import type { CrlRevocations } from '../provisioning/crl-import.js';
@@ -26,5 +28,17 @@ export function brokerRegistry(registry: Registry, brokerId: string, crls: CrlRe
     activeGrants: () => registry.grants.active(),
     grant: (id) => registry.grants.get(id),
     recordGrantUse: (grant, details) => registry.grants.recordUse(grant, details, actor),
+  };
+}
+
+/** The broker's claim port: batches read from the registry, requests answered by provisioning. */
+export function claimPort(registry: Registry, claims: ClaimProvisioning): ClaimPort {
+  return {
+    async claimBatch(fingerprint) {
+      const batch = await registry.claims.byFingerprint(fingerprint as Fingerprint);
+      return batch && { batchId: batch.id, status: batch.status, notAfter: batch.notAfter, rateLimit: batch.rateLimit };
+    },
+    createFromCsr: (context, request) => claims.createFromCsr(context, request),
+    register: (context, request) => claims.register(context, request),
   };
 }

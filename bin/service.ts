@@ -8,10 +8,12 @@ import { listenMutualTls } from '../broker/listener.js';
 import { buildApi } from '../provisioning/api/app.js';
 import { CrlRevocations } from '../provisioning/crl-import.js';
 import { Crls } from '../provisioning/crl.js';
-import { loadServerCredentials } from '../provisioning/pki/hierarchy.js';
+import { loadServerCredentials, reissueServerCertificate, serverIssuedBy } from '../provisioning/pki/hierarchy.js';
+import { CaKeyring } from '../provisioning/pki/keyring.js';
+import { ClaimProvisioning } from '../provisioning/claims/service.js';
+import { CaRotator } from '../provisioning/rotation.js';
+import { crlPath, Provisioning } from '../provisioning/service.js';
 import { withIntermediates } from '../provisioning/pki/served-chain.js';
-import { CaKeyring, DEFAULT_CA_ID } from '../provisioning/pki/keyring.js';
-import { Provisioning } from '../provisioning/service.js';
 import { pemDirectory, Trust } from '../provisioning/trust.js';
 import { systemClock, type Clock } from '../registry/clock.js';
 import { InProcessEventBus } from '../registry/events.js';
@@ -19,7 +21,7 @@ import { FleetGraph } from '../registry/graph.js';
 import { openStore } from '../registry/open.js';
 import { Registry } from '../registry/registry.js';
 import { dataLayout, initDataDir, recordInitialState } from './data-dir.js';
-import { brokerRegistry } from './ports.js';
+import { brokerRegistry, claimPort } from './ports.js';
 import { Reloader, trustDir } from './reload.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -38,6 +40,10 @@ export interface ServiceOptions {
   logDestination?: DestinationStream;
   clock?: Clock;
   certificateLifetimeMs?: number;
+  /** The first issuing CA's lifetime when the data directory is created here (default five years); rotation keeps it. */
+  issuingCaLifetimeMs?: number;
+  /** How often issuing-CA rotation checks its thresholds. */
+  rotationIntervalMs?: number;
   /** The longest a break-glass grant may last. */
   breakGlassMaxMs?: number;
   broker?: Partial<BrokerOptions>;
@@ -54,6 +60,7 @@ export interface RunningService {
   broker: DeviceBroker;
   graph: FleetGraph;
   reloader: Reloader;
+  rotator: CaRotator;
   close(): Promise<void>;
 }
 
@@ -87,23 +94,34 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   // close() flushes what is left.
   const log = pino({ level: options.logLevel ?? 'info', base: { service: 'fleet' } }, options.logDestination ?? pino.destination({ dest: 1, sync: false }));
   const layout = dataLayout(options.dataDir);
-  if (await initDataDir(layout.dir, clock)) log.info({ event: 'data_dir_created', dir: layout.dir }, 'created data directory with a new dev PKI');
+  if (await initDataDir(layout.dir, clock, { issuingLifetimeMs: options.issuingCaLifetimeMs })) log.info({ event: 'data_dir_created', dir: layout.dir }, 'created data directory with a new dev PKI');
 
   const store = await openStore(options.database ?? layout.registry);
   const bus = new InProcessEventBus();
   const registry = new Registry({ store, bus, clock });
   await recordInitialState(registry, layout, clock);
   const keyring = await CaKeyring.load(layout.pki, await registry.authorities.list());
-  const server = await loadServerCredentials(layout.pki, keyring.get(DEFAULT_CA_ID)!, clock);
   const metrics = new MetricsRegistry();
   collectDefaultMetrics({ register: metrics });
+  let apiPort = options.apiPort;
+  const publicUrl = () => options.publicUrl ?? `https://${urlHost(options.host)}:${apiPort}`;
+  const rotator = new CaRotator({ rotation: registry.rotation, cas: registry.authorities, keyring, clock, log, metrics, crlUrl: (id) => `${publicUrl()}${crlPath(id)}` });
+  await rotator.start();
+  bus.subscribe((event) => rotator.apply(event));
+  const server = await loadServerCredentials(layout.pki, keyring.get(rotator.current())!, clock);
 
   const graph = await FleetGraph.build(store);
   bus.subscribe((event) => graph.apply(event));
 
+  const provisioning = new Provisioning(
+    { certificateLifetimeMs: options.certificateLifetimeMs ?? 30 * DAY_MS, backdateMs: 60_000, publicUrl },
+    { registry, keyring, issuing: rotator, clock, log },
+  );
+  const claims = new ClaimProvisioning({ registry, provisioning, clock, log });
+
   const crlRevocations = new CrlRevocations();
   const brokerOptions: BrokerOptions = { ...DEFAULT_BROKER_OPTIONS, id: randomUUID(), ...options.broker };
-  const broker = await DeviceBroker.create(brokerOptions, { registry: brokerRegistry(registry, brokerOptions.id!, crlRevocations), events: bus, clock, log, metrics });
+  const broker = await DeviceBroker.create(brokerOptions, { registry: brokerRegistry(registry, brokerOptions.id!, crlRevocations), events: bus, clock, log, metrics, claims: claimPort(registry, claims) });
 
   const extraTrust = () => pemDirectory(trustDir(layout), (file, problem) => log.error({ event: 'trust_file_ignored', file, problem }, 'a file in pki/trust.d/ is not a certificate'));
   const trust = await Trust.load(() => registry.authorities.list(), extraTrust, layout.pki.caBundle);
@@ -120,12 +138,6 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   await crls.start((await registry.authorities.list()).filter((c) => !c.external).map((c) => c.id));
   bus.subscribe((event) => crls.apply(event));
 
-  let apiPort = options.apiPort;
-  const publicUrl = () => options.publicUrl ?? `https://${urlHost(options.host)}:${apiPort}`;
-  const provisioning = new Provisioning(
-    { certificateLifetimeMs: options.certificateLifetimeMs ?? 30 * DAY_MS, backdateMs: 60_000, publicUrl },
-    { registry, keyring, clock, log },
-  );
   // Trust, the server certificate and operators' CRLs reload on change and on request; a
   // reload's failure is logged, not the change's (which is already durable).
   const reloader = new Reloader({
@@ -142,6 +154,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     { tls: { key: server.keyPem, cert: servedCert } },
     {
       provisioning,
+      claims,
       registry,
       graph,
       crls,
@@ -150,6 +163,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       presence: broker,
       broker,
       reload: () => reloader.reloadAll(),
+      rotation: rotator,
       breakGlassMaxMs: options.breakGlassMaxMs ?? 4 * 60 * 60 * 1000,
       log,
     },
@@ -158,6 +172,17 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   bus.subscribe(async (event) => {
     if (event.type !== 'ca.created' && event.type !== 'ca.status') return;
     await reloader.reloadTrust().catch((err: unknown) => log.error({ err, event: 'trust_reload_failed' }, 'trust bundle could not be rebuilt'));
+  });
+  // The broker and API certificate follows the issuing CA that signs now, so the superseded
+  // one can retire from every bundle without taking the server's chain with it.
+  bus.subscribe(async (event) => {
+    if (event.type !== 'ca.rotation' || event.state !== 'active') return;
+    await keyring.adopt(await registry.authorities.get(event.caId));
+    const issuing = keyring.get(event.caId);
+    if (!issuing || (await serverIssuedBy(layout.pki, issuing))) return;
+    await reissueServerCertificate(layout.pki, issuing, clock)
+      .then(() => reloader.reloadServer())
+      .catch((err: unknown) => log.error({ err, event: 'server_certificate_reissue_failed' }, 'server certificate could not be reissued under the new issuing CA'));
   });
   await reloader.reloadCrls();
   reloader.watch();
@@ -173,6 +198,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
 
   await api.listen({ host: options.host, port: options.apiPort });
   apiPort = (api.server.address() as { port: number }).port;
+  rotator.run(options.rotationIntervalMs ?? 60_000);
 
   log.info(
     { event: 'listening', mqtt: `mqtts://${urlHost(options.host)}:${listener.port}`, api: publicUrl(), dataDir: layout.dir, registry: store.dialect, graph: graph.size },
@@ -189,9 +215,11 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     broker,
     graph,
     reloader,
+    rotator,
     close: () =>
       (closing ??= (async () => {
         clearInterval(expiringTimer);
+        await rotator.stop();
         reloader.stop();
         await api.close();
         await listener.close();

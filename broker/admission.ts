@@ -17,12 +17,16 @@ export interface AdmissionRequest {
   clientId: string;
 }
 
-export interface AdmissionDeps {
+/** What the checks over TLS facts alone need. */
+export interface CheckDeps {
   now: Clock;
-  /** Rejects when the registry cannot answer and nothing fresh is cached. */
-  standing(certificate: PeerCertificateFacts): Promise<Standing>;
   /** Whether an issuer name belongs to a CA the registry knows (an unknown issuer then means a missing link). */
   knownIssuer?: (issuer: string) => boolean;
+}
+
+export interface AdmissionDeps extends CheckDeps {
+  /** Rejects when the registry cannot answer and nothing fresh is cached. */
+  standing(certificate: PeerCertificateFacts): Promise<Standing>;
 }
 
 export interface AdmissionOptions {
@@ -35,8 +39,8 @@ export type Verdict =
   | { ok: false; reason: Reason; detail?: string };
 
 export type Refused = Extract<Verdict, { ok: false }>;
-type Context = AdmissionRequest & { certificate: PeerCertificateFacts };
-export type Check = { name: string; run(ctx: Context, deps: AdmissionDeps): Refused | undefined };
+export type CheckContext = AdmissionRequest & { certificate: PeerCertificateFacts };
+export type Check = { name: string; run(ctx: CheckContext, deps: CheckDeps): Refused | undefined };
 
 const refuse = (reason: Reason, detail?: string): Refused => ({ ok: false, reason, detail });
 
@@ -62,26 +66,39 @@ export function chainReason(chainError: string, issuer: string, knownIssuer?: (i
   return reason;
 }
 
+export const chainVerified: Check = {
+  name: 'chain verified by TLS',
+  run: (ctx, deps) => (ctx.peer.chainError === undefined ? undefined : refuse(chainReason(ctx.peer.chainError, ctx.certificate.issuer, deps.knownIssuer), ctx.peer.chainError)),
+};
+
+export const withinValidity: Check = {
+  // RFC 5280 §4.1.2.5: valid from notBefore through notAfter, both inclusive. Checked
+  // again on our own clock, which also covers a resumed TLS session.
+  name: 'within validity',
+  run: ({ certificate: c }, { now }) => {
+    const t = now().getTime();
+    if (t < c.notBefore.getTime()) return refuse('certificate_not_yet_valid', c.notBefore.toISOString());
+    if (t > c.notAfter.getTime()) return refuse('certificate_expired', c.notAfter.toISOString());
+    return undefined;
+  },
+};
+
+/** Runs checks in order; the first refusal decides (unless it is the one waived). */
+export function firstRefusal(checks: readonly Check[], ctx: CheckContext, deps: CheckDeps, waive?: Reason): Refused | undefined {
+  for (const check of checks) {
+    const refused = check.run(ctx, deps);
+    if (refused && refused.reason !== waive) return refused;
+  }
+  return undefined;
+}
+
 /**
  * Checks that need only the TLS facts and the CONNECT packet, in the order they run, once a
  * certificate was presented at all.
  */
 export const connectChecks: readonly Check[] = [
-  {
-    name: 'chain verified by TLS',
-    run: (ctx, deps) => (ctx.peer.chainError === undefined ? undefined : refuse(chainReason(ctx.peer.chainError, ctx.certificate.issuer, deps.knownIssuer), ctx.peer.chainError)),
-  },
-  {
-    // RFC 5280 §4.1.2.5: valid from notBefore through notAfter, both inclusive. Checked
-    // again on our own clock, which also covers a resumed TLS session.
-    name: 'within validity',
-    run: ({ certificate: c }, { now }) => {
-      const t = now().getTime();
-      if (t < c.notBefore.getTime()) return refuse('certificate_not_yet_valid', c.notBefore.toISOString());
-      if (t > c.notAfter.getTime()) return refuse('certificate_expired', c.notAfter.toISOString());
-      return undefined;
-    },
-  },
+  chainVerified,
+  withinValidity,
   {
     // Invariant 4: identity comes from the certificate. Aedes would otherwise hand this
     // client the session of whichever device it named.
@@ -117,12 +134,9 @@ export async function decideAdmission(request: AdmissionRequest, deps: Admission
   // would read as an unknown issuer; the missing certificate is the real reason.
   const certificate = request.peer.certificate;
   if (!certificate) return refuse('no_client_certificate');
-  const ctx: Context = { ...request, certificate };
   const { waive } = options;
-  for (const check of connectChecks) {
-    const refused = check.run(ctx, deps);
-    if (refused && refused.reason !== waive) return refused;
-  }
+  const refused = firstRefusal(connectChecks, { ...request, certificate }, deps, waive);
+  if (refused) return refused;
   let standing: Standing;
   try {
     standing = await deps.standing(certificate);

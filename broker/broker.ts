@@ -14,6 +14,7 @@ import { coalesceWrites } from './coalesce-writes.js';
 import { decideAdmission, type AdmissionOptions, type Standing, type Verdict } from './admission.js';
 import { GrantBook } from './break-glass.js';
 import { EnforcementState } from './enforcement.js';
+import { ClaimTopics, type ClaimPort } from './fleet-topics/claim.js';
 import { JustInTime, type JitRegistry } from './jit.js';
 import { PacketLengthWatch, PublishPacer, type PublishLimits } from './limits.js';
 import { parseCertificates, subjectLine, type PeerCertificateFacts, type PeerFacts } from './peer.js';
@@ -58,6 +59,8 @@ export interface BrokerDeps {
   metrics: MetricsRegistry;
   /** Monotonic milliseconds for pacing and throttling; defaults to performance.now. */
   monotonicMs?: () => number;
+  /** Fleet provisioning by claim; without it claim certificates are refused. */
+  claims?: ClaimPort;
 }
 
 /** Per-connection state, kept only while the connection lives. */
@@ -89,6 +92,7 @@ export class DeviceBroker {
   readonly #cache: VerdictCache;
   readonly #access: AccessCache;
   readonly #jit: JustInTime;
+  readonly #claims: ClaimTopics;
   readonly #telemetry: BrokerTelemetry;
   readonly #unsubscribe: () => void;
   readonly #now: () => number;
@@ -103,6 +107,7 @@ export class DeviceBroker {
     this.#cache = new VerdictCache(deps.registry, options.cache);
     this.#access = new AccessCache(deps.registry, options.cache.maxEntries);
     this.#jit = new JustInTime(deps.registry);
+    this.#claims = new ClaimTopics({ port: deps.claims, log: deps.log, clock: deps.clock, monotonicMs: this.#now, metrics: deps.metrics });
     this.abuse = new AbuseControl(options.abuse, this.#now);
     this.#telemetry = new BrokerTelemetry(deps.log, deps.metrics);
     this.#unsubscribe = deps.events.subscribe((event) => this.#onRegistryEvent(event));
@@ -180,6 +185,8 @@ export class DeviceBroker {
       },
       authorizePublish: (client, packet, done) => this.#authorizePublish(client, packet, done),
       authorizeSubscribe: (client, subscription, done) => this.#authorizeSubscribe(client, subscription, done),
+      // Only '$' topics need a look: claim topics are never routed (see fleet-topics/claim.ts).
+      authorizeForward: (client, packet) => (packet.topic.charCodeAt(0) !== 0x24 || this.#claims.mayForward(client, packet) ? packet : null),
     };
     this.#aedes = await Aedes.createBroker(options);
     this.#aedes.on('clientReady', (client) => this.#onReady(client));
@@ -209,7 +216,8 @@ export class DeviceBroker {
   async #registryKnowsIssuer(issuer: string): Promise<boolean> {
     try {
       const cas = await this.deps.registry.cas();
-      return cas.some((ca) => parseCertificates(ca.pem).some((c) => subjectLine(c) === issuer));
+      // A retired issuing CA is trusted no more, on purpose: its stragglers are strangers now.
+      return cas.some((ca) => ca.status !== 'RETIRED' && parseCertificates(ca.pem).some((c) => subjectLine(c) === issuer));
     } catch {
       return false;
     }
@@ -239,8 +247,8 @@ export class DeviceBroker {
     let verdict = await this.#decide(client, connection, session);
     peer.der = undefined; // only registration needed it
     if (verdict.ok && session.doomed) verdict = { ok: false, reason: session.doomed.reason, detail: 'status changed during admission' };
-    if (verdict.ok) {
-      if (verdict.deviceId !== session.deviceId) this.sessions.rename(session, verdict.deviceId);
+    if (verdict.ok && verdict.deviceId !== session.deviceId) this.sessions.rename(session, verdict.deviceId);
+    if (verdict.ok && !session.claim) {
       session.policy = await this.#policyOf(session.deviceId);
       // A will is a publish the broker will make on the device's behalf: the same policy applies.
       if (connection.willTopic !== undefined && !session.policy.mayPublish(connection.willTopic)) {
@@ -279,6 +287,13 @@ export class DeviceBroker {
     if (keepalive < minSeconds || keepalive > maxSeconds) return { ok: false, reason: 'keepalive_out_of_bounds', detail: `${keepalive} s; allowed ${minSeconds}–${maxSeconds} s` };
 
     const issuerKnown = peer.chainError && peer.certificate ? await this.#registryKnowsIssuer(peer.certificate.issuer) : false;
+    // A claim certificate admits a claim session, on its own checks; never monitored or waived.
+    if (peer.certificate?.claimBatch !== undefined) {
+      const claim = await this.#claims.admit(peer, client.id, { clean: client.clean, will: connection.willTopic !== undefined }, () => issuerKnown);
+      if (!claim.ok) return claim;
+      session.claim = claim.session;
+      return { ok: true, deviceId: client.id };
+    }
     const decide = (options?: AdmissionOptions) =>
       decideAdmission({ peer, clientId: client.id }, { now: this.deps.clock, standing: (c) => this.#standing(c, peer.der), knownIssuer: () => issuerKnown }, options);
     const verdict = await decide();
@@ -378,7 +393,7 @@ export class DeviceBroker {
     }
     this.sessions.markReady(session);
     this.#telemetry.connectedDevices(this.sessions.readyCount);
-    this.#presence('connected', session, { serial: session.serial || undefined, peer: session.peer, monitored: session.monitored, grant: session.grant?.id });
+    if (!session.claim) this.#presence('connected', session, { serial: session.serial || undefined, peer: session.peer, monitored: session.monitored, grant: session.grant?.id });
   }
 
   #onClose(connection: Connection): void {
@@ -390,7 +405,7 @@ export class DeviceBroker {
     const cause = session.doomed?.reason ?? connection.endReason ?? 'closed';
     this.#telemetry.connectedDevices(this.sessions.readyCount);
     this.#telemetry.disconnected({ ...this.#facts(connection, session.deviceId), cause });
-    this.#presence('disconnected', session, { reason: cause });
+    if (!session.claim) this.#presence('disconnected', session, { reason: cause });
   }
 
   /** Lifecycle events for backend services whose policy lets them read $fleet/events/presence/#. */
@@ -406,6 +421,7 @@ export class DeviceBroker {
     const session = connection?.session;
     if (!connection || !session) return done(new Refusal('certificate_invalid', { detail: 'publish without an admitted session' }));
     if (session.doomed) return done(new Refusal(session.doomed.reason, this.#facts(connection, client.id)));
+    if (session.claim) return this.#claims.authorizePublish(client, session.claim, packet, (reason, extra) => this.#refuse(reason, connection, client.id, extra), done);
     if (!session.policy.mayPublish(packet.topic)) {
       if (this.#monitored(session, 'topic_denied')) this.#wouldRefuse('topic_denied', connection, client.id, { topic: packet.topic });
       // MQTT 3.1.1 has no negative PUBACK: an unauthorized PUBLISH closes the connection.
@@ -432,8 +448,8 @@ export class DeviceBroker {
       this.#refuse('too_many_subscriptions', connection, client.id, { topic: subscription.topic, detail: `${held.size} held` });
       return done(null, null);
     }
-    if (!session.policy.maySubscribe(subscription.topic)) {
-      if (!this.#monitored(session, 'topic_denied')) {
+    if (session.claim ? !this.#claims.maySubscribe(subscription.topic) : !session.policy.maySubscribe(subscription.topic)) {
+      if (session.claim || !this.#monitored(session, 'topic_denied')) {
         this.#refuse('topic_denied', connection, client.id, { topic: subscription.topic });
         return done(null, null);
       }
@@ -488,6 +504,10 @@ export class DeviceBroker {
         break;
       case 'grant.changed':
         return this.#grantChanged(event.grantId, event.deviceId, event.status);
+      case 'claim_batch.status':
+        this.#claims.apply(event);
+        if (event.status === 'REVOKED') for (const session of this.sessions.condemnFingerprint(event.fingerprint, 'claim_batch_revoked', recordedAt)) this.#terminated(session, 'claim_batch_revoked', recordedAt);
+        break;
       case 'group.membership':
         return this.#refreshAccess([event.deviceId]);
       case 'device.topology':

@@ -14,6 +14,8 @@ export interface PeerCertificateFacts {
   issuer: string;
   notBefore: Date;
   notAfter: Date;
+  /** The claim batch a claim certificate names (SAN URI urn:fleet:claim:<batch>). */
+  claimBatch?: string;
 }
 
 export interface PeerFacts {
@@ -57,8 +59,18 @@ export function peerFactsOf(socket: TLSSocket): PeerFacts {
       issuer: formatName(cert.issuer),
       notBefore: new Date(cert.valid_from),
       notAfter: new Date(cert.valid_to),
+      ...claimBatchOf(cert.subjectaltname),
     },
   };
+}
+
+// Node spells the SAN as "URI:urn:fleet:claim:line-7, DNS:…".
+const CLAIM_SAN = /(?:^|, )URI:urn:fleet:claim:([^,]*)/;
+
+/** A claim certificate's batch, from its SAN; nothing for any other certificate. */
+function claimBatchOf(subjectAltName: string | undefined): { claimBatch?: string } {
+  if (!subjectAltName?.includes('urn:fleet:claim:')) return {};
+  return { claimBatch: CLAIM_SAN.exec(subjectAltName)?.[1] ?? '' };
 }
 
 /** A certificate's subject as peerFactsOf spells names ("CN=a, O=b"), for comparing the two. */

@@ -3,7 +3,7 @@
 // and a test keeps the two equal.
 
 /** Where in a connection's life the refusal happens. */
-export type RefusalStage = 'tls' | 'connect' | 'subscribe' | 'publish' | 'stream';
+export type RefusalStage = 'tls' | 'connect' | 'subscribe' | 'publish' | 'stream' | 'claim';
 
 /** MQTT 3.1.1 CONNACK return codes used for refusals (§3.2.2.3). */
 export type ConnackCode = 3 | 5;
@@ -32,11 +32,20 @@ export const REASONS = {
   banned: { stage: 'connect', connack: 3, summary: 'this client id kept reconnecting too often and is banned for a while' },
   keepalive_out_of_bounds: { stage: 'connect', connack: 5, summary: 'the CONNECT keep-alive is outside what the broker accepts' },
   connect_timeout: { stage: 'connect', summary: 'no CONNECT arrived in time after the TLS handshake' },
+  claim_batch_unknown: { stage: 'connect', connack: 5, summary: 'a claim certificate that is no claim batch’s' },
+  claim_batch_revoked: { stage: 'connect', connack: 5, summary: 'the claim batch is revoked' },
+  claim_session_invalid: { stage: 'connect', connack: 5, summary: 'a claim session needs client id claim/<batch>/<nonce>, a clean session and no will' },
   topic_denied: { stage: 'subscribe', summary: 'the topic is outside what the device may use' },
   too_many_subscriptions: { stage: 'subscribe', summary: 'the device already holds as many subscriptions as it may' },
   packet_too_large: { stage: 'stream', summary: 'an MQTT packet larger than the limit was announced' },
   publish_rate_exceeded: { stage: 'publish', summary: 'the device kept publishing faster than its rate limit allows' },
   protocol_violation: { stage: 'stream', summary: 'the device sent bytes that are not valid MQTT 3.1.1 at that point' },
+  claim_request_invalid: { stage: 'claim', summary: 'a claim request that is malformed, has a bad CSR, or parameters that do not fit the template' },
+  claim_rate_limited: { stage: 'claim', summary: 'the claim batch is over its request rate' },
+  claim_replayed: { stage: 'claim', summary: 'a second CSR or registration in one claim session, a key already certified, or a certificate already registered' },
+  claim_identity_refused: { stage: 'claim', summary: 'the device id the claim names exists already, or is decommissioned or disabled' },
+  claim_hook_refused: { stage: 'claim', summary: 'the pre-provisioning hook denied the claim, failed or did not answer in time' },
+  claim_unavailable: { stage: 'claim', summary: 'the service could not complete the claim request' },
   tls_handshake_failed: { stage: 'tls', summary: 'the TLS handshake did not complete' },
   handshake_timeout: { stage: 'tls', summary: 'the TLS handshake did not finish in time' },
 } as const satisfies Record<string, ReasonInfo>;
@@ -87,6 +96,8 @@ export interface RefusalFacts {
   issuer?: string;
   topic?: string;
   detail?: string;
+  /** The coded error a claim request was answered with. */
+  code?: string;
 }
 
 /**

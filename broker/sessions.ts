@@ -2,6 +2,7 @@
 // status change reaches every connection that used the certificate, including one that is
 // still being admitted when the change lands (DESIGN invariant 3).
 import { AccessPolicy } from './access.js';
+import type { ClaimSession } from './fleet-topics/claim.js';
 import type { Reason } from './reasons.js';
 
 export type SessionPhase = 'admitting' | 'authenticated' | 'ready' | 'closed';
@@ -21,6 +22,8 @@ export interface Session {
   filters?: Set<string>;
   /** Admitted in monitor mode: failed checks are recorded, not enforced. */
   monitored?: boolean;
+  /** A claim session (claim certificate): claim topics only, never a device. */
+  claim?: ClaimSession;
   /** Admitted through a break-glass grant: ends when the grant does. */
   grant?: { id: string; waives: Reason; timer?: NodeJS.Timeout };
   /** Closes the connection; provided by the transport. */

@@ -9,7 +9,10 @@ import type { Actor, CaRecord, CertificateRecord } from '../registry/model.js';
 import type { Registry } from '../registry/registry.js';
 import { verifyExternalCa, type ExternalCaInput } from './external-ca.js';
 import { checkCsr } from './pki/csr.js';
+import type { DeviceCertificate, IssuedCertificate } from './pki/signer.js';
+import type { x509 } from './pki/x509.js';
 import { DEFAULT_CA_ID, ROOT_CA_ID, type CaKeyring } from './pki/keyring.js';
+import type { SigningCa } from './rotation.js';
 import { Batcher } from '../registry/batcher.js';
 import { actorName } from '../registry/changes.js';
 import type { NewCertificate } from '../registry/lifecycle.js';
@@ -25,6 +28,8 @@ export interface ProvisioningOptions {
 export interface ProvisioningDeps {
   registry: Registry;
   keyring: CaKeyring;
+  /** Which issuing CA signs now (rotation's current slot). */
+  issuing: SigningCa;
   clock: Clock;
   log: Logger;
 }
@@ -70,28 +75,47 @@ export class Provisioning {
     return `${this.options.publicUrl()}${crlPath(caId)}`;
   }
 
-  async enroll(deviceId: DeviceId, csrPem: string, actor: Actor, caId = DEFAULT_CA_ID): Promise<Enrollment> {
+  /** Signs a device certificate; without `caId`, the issuing CA that signs now. */
+  async enroll(deviceId: DeviceId, csrPem: string, actor: Actor, caId = this.deps.issuing.current()): Promise<Enrollment> {
     // The device first (an unknown device is a 404 whatever the CSR); the key is checked in
     // the recording transaction, where it counts.
     const refusal = await this.#enrollable.submit(deviceId);
     if (refusal) throw refusal;
-    const ca = await this.#signingCa(caId);
+    await this.#signingCa(caId);
     const csr = checkCsr(csrPem);
-    const signer = this.deps.keyring.get(caId)!;
-    const now = this.deps.clock().getTime();
-    const issued = signer.issueDevice(
-      deviceId,
-      csr.spki,
-      { notBefore: new Date(now - this.options.backdateMs), notAfter: new Date(Math.min(now + this.options.certificateLifetimeMs, ca.notAfter.getTime())) },
-      this.crlUrl(caId),
-    );
+    const issued = await this.signDevice(deviceId, csr.spki, caId);
     const record = await this.#recorder.submit({
       certificate: { serial: issued.serial, fingerprint: issued.fingerprint, publicKeySha256: csr.publicKeySha256, deviceId, caId, notBefore: issued.notBefore, notAfter: issued.notAfter, pem: issued.pem },
       actor,
     });
     if (record instanceof RegistryError) throw record;
     this.deps.log.info({ event: 'certificate_issued', deviceId, serial: record.serial, ca: caId, key: csr.keyDescription }, 'certificate issued');
-    return { record, certificatePem: issued.pem, chainPem: await this.#chainAbove(caId) };
+    return { record, certificatePem: issued.pem, chainPem: await this.chainAbove(caId) };
+  }
+
+  /**
+   * Signs a device certificate (CN = the registry's device id) for the key in `spki`, with the
+   * policy's lifetime, never past the CA's own notAfter. Records nothing: the caller does.
+   */
+  async signDevice(deviceId: DeviceId, spki: Buffer, caId = this.deps.issuing.current()): Promise<DeviceCertificate & { caId: string }> {
+    const ca = await this.#signingCa(caId);
+    const now = this.deps.clock().getTime();
+    const issued = this.deps.keyring.get(caId)!.issueDevice(
+      deviceId,
+      spki,
+      { notBefore: new Date(now - this.options.backdateMs), notAfter: new Date(Math.min(now + this.options.certificateLifetimeMs, ca.notAfter.getTime())) },
+      this.crlUrl(caId),
+    );
+    return Object.assign(issued, { caId });
+  }
+
+  /** Signs a claim batch's certificate with the issuing CA that signs now. */
+  async signClaim(batchId: string, publicKey: x509.PublicKey, lifetimeMs: number): Promise<IssuedCertificate & { caId: string }> {
+    const caId = this.deps.issuing.current();
+    const ca = await this.#signingCa(caId);
+    const now = this.deps.clock().getTime();
+    const validity = { notBefore: new Date(now - this.options.backdateMs), notAfter: new Date(Math.min(now + lifetimeMs, ca.notAfter.getTime())) };
+    return { ...(await this.deps.keyring.get(caId)!.issueClaim(batchId, publicKey, validity, this.crlUrl(caId))), caId };
   }
 
   /** Creates a CA under `parentId` (the root by default), signed here. */
@@ -122,10 +146,12 @@ export class Provisioning {
     if (!signer || ca.external) throw new RegistryError('ca_cannot_issue', `${caId} has no key here`);
     if (options.forCas && !signer.maySignCas) throw new RegistryError('ca_cannot_issue', `${caId} may not sign CAs (pathLen 0)`);
     if (!options.forCas && caId === ROOT_CA_ID) throw new RegistryError('ca_is_root', 'the root signs CAs only');
+    if (!options.forCas && !this.deps.issuing.signs(caId)) throw new RegistryError('ca_not_signing', `${caId}; ${this.deps.issuing.current()} signs now`);
     return ca;
   }
 
-  async #chainAbove(caId: string): Promise<string> {
+  /** The PEM chain above a CA's certificates: the CA itself and its parents, root last. */
+  async chainAbove(caId: string): Promise<string> {
     const cached = this.#chains.get(caId);
     if (cached) return cached;
     const pems: string[] = [];

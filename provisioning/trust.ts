@@ -4,7 +4,8 @@
 //   first — what devices use to check the broker and what factories use to check the API;
 // - the broker's client trust: the same plus operators' own CAs and their chains. Revoked
 //   CAs stay in it on purpose, so their devices are refused with the registry's precise
-//   reason (certificate_revoked) rather than as an unknown issuer.
+//   reason (certificate_revoked) rather than as an unknown issuer. Retired issuing CAs leave
+//   both: rotation retires a CA only once nothing active depends on it.
 import { X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import type { CaRecord } from '../registry/model.js';
@@ -33,7 +34,7 @@ export function trustBundles(cas: readonly CaRecord[], extraPem = ''): TrustBund
   const ours = parentsFirst(cas.filter((c) => !c.external));
   return {
     caBundlePem: concatenated(ours.filter((c) => c.status === 'ACTIVE')),
-    clientTrustPem: concatenated([...ours, ...cas.filter((c) => c.external)]) + extraPem,
+    clientTrustPem: concatenated([...ours.filter((c) => c.status !== 'RETIRED'), ...cas.filter((c) => c.external)]) + extraPem,
   };
 }
 

@@ -2,7 +2,7 @@
 // registration codes that prove possession of the latter, cascading revocation, and
 // just-in-time registration of unknown certificates an operator's CA signed.
 import { randomBytes } from 'node:crypto';
-import type { Changes } from './changes.js';
+import type { Change, Changes } from './changes.js';
 import type { Clock } from './clock.js';
 import { RegistryError } from './errors.js';
 import type { DeviceId, Fingerprint, SerialHex } from './ids.js';
@@ -35,6 +35,19 @@ export function caSubtree(cas: readonly CaRecord[], rootId: string): string[] {
   return ids;
 }
 
+/** Inserts a CA within a change: its name and id unused, audited, announced. */
+export async function insertCa({ tx, iso, audit, announce }: Change, ca: CaRecord): Promise<void> {
+  if ((await tx.cas.all()).some((c) => c.id === ca.id || c.name === ca.name)) throw new RegistryError('ca_exists', ca.name);
+  await tx.cas.insert(ca);
+  audit({
+    action: ca.external ? 'ca.registered' : 'ca.created',
+    subjectType: 'ca',
+    subjectId: ca.id,
+    details: { name: ca.name, subject: ca.subject, parent: ca.parentId ?? null, unknownCertificates: ca.unknownCertificates ?? null },
+  });
+  announce({ type: 'ca.created', caId: ca.id, parentId: ca.parentId, external: ca.external, at: iso });
+}
+
 export class Authorities {
   constructor(
     private readonly store: RegistryStore,
@@ -54,17 +67,9 @@ export class Authorities {
 
   /** Records a CA: one this service just created, or an operator's whose code was checked. */
   async record(ca: CaRecord, actor: Actor, registrationCode?: string): Promise<CaRecord> {
-    return this.changes.run(actor, async ({ tx, at, iso, audit, announce }) => {
-      if (registrationCode !== undefined && !(await tx.codes.consume(registrationCode, at))) throw new RegistryError('registration_code_invalid');
-      if ((await tx.cas.all()).some((c) => c.id === ca.id || c.name === ca.name)) throw new RegistryError('ca_exists', ca.name);
-      await tx.cas.insert(ca);
-      audit({
-        action: ca.external ? 'ca.registered' : 'ca.created',
-        subjectType: 'ca',
-        subjectId: ca.id,
-        details: { name: ca.name, subject: ca.subject, parent: ca.parentId ?? null, unknownCertificates: ca.unknownCertificates ?? null },
-      });
-      announce({ type: 'ca.created', caId: ca.id, parentId: ca.parentId, external: ca.external, at: iso });
+    return this.changes.run(actor, async (change) => {
+      if (registrationCode !== undefined && !(await change.tx.codes.consume(registrationCode, change.at))) throw new RegistryError('registration_code_invalid');
+      await insertCa(change, ca);
       return ca;
     });
   }
@@ -117,11 +122,11 @@ export class Authorities {
     });
   }
 
-  /** What a CA's CRL lists: its revoked certificates and its revoked sub-CAs. */
+  /** What a CA's CRL lists: its revoked certificates, claim certificates and sub-CAs. */
   async crlEntries(caId: string): Promise<{ serial: SerialHex; revokedAt: Date; revocationReason?: string }[]> {
     const now = this.clock();
-    const [certificates, cas] = await Promise.all([this.store.certificates.revokedUnder(caId, now), this.store.cas.revokedChildren(caId, now)]);
-    return [...cas, ...certificates];
+    const [certificates, cas, claims] = await Promise.all([this.store.certificates.revokedUnder(caId, now), this.store.cas.revokedChildren(caId, now), this.store.claims.revokedUnder(caId, now)]);
+    return [...cas, ...claims, ...certificates];
   }
 
   /**

@@ -13,6 +13,8 @@ export const REGISTRY_ERRORS = {
   ca_revoked: 'the CA is revoked, which is final',
   ca_is_root: 'the root CA cannot be revoked or used here',
   ca_cannot_issue: 'this CA cannot issue here (external, revoked, or not allowed to sign CAs)',
+  ca_not_signing: 'this issuing CA is not the one rotation has signing now (prepared, superseded or retired)',
+  ca_retired: 'the CA is retired: nothing under it is trusted any more',
   registration_code_invalid: 'the verification certificate does not name an unused, unexpired registration code',
   group_exists: 'a group with this id already exists',
   group_not_found: 'no group with this id',
@@ -24,6 +26,13 @@ export const REGISTRY_ERRORS = {
   grant_not_pending: 'the grant is not waiting for approval',
   grant_self_approval: 'a grant must be approved by another operator than the one who opened it',
   grant_ended: 'the grant has already ended',
+  claim_batch_exists: 'a claim batch with this name already exists',
+  claim_batch_not_found: 'no claim batch with this id',
+  claim_batch_revoked: 'the claim batch is revoked, which is final',
+  claim_batch_expired: 'the claim batch’s certificate has expired',
+  claim_device_exists: 'a device with this id exists and was not left pending by this claim batch',
+  claim_binding_unknown: 'this claim batch issued no pending certificate with this serial for this device',
+  claim_already_registered: 'this certificate was already registered',
 } as const;
 
 export type RegistryErrorCode = keyof typeof REGISTRY_ERRORS;

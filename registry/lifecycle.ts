@@ -96,15 +96,7 @@ export class Lifecycle {
         holders.set(record.publicKeySha256, [...(holders.get(record.publicKeySha256) ?? []), record]);
         accepted.push(record);
         outcomes.push(record);
-        audit({
-          action: 'certificate.issued',
-          subjectType: 'certificate',
-          subjectId: record.serial,
-          deviceId: record.deviceId,
-          certificateSerial: record.serial,
-          details: { fingerprint: record.fingerprint, ca: record.caId, status, notBefore: record.notBefore.toISOString(), notAfter: record.notAfter.toISOString() },
-        });
-        announce({ type: 'certificate.created', serial: record.serial, fingerprint: record.fingerprint, deviceId: record.deviceId, caId: record.caId, status, at: iso });
+        noteIssued({ audit, announce, iso }, record);
       }
       await tx.certificates.insertMany(accepted);
       return outcomes;
@@ -125,7 +117,11 @@ export class Lifecycle {
         if (to === 'REVOKED') republish = certificateEvent(cert, 'REVOKED', cert.revokedAt!.toISOString(), cert.revocationReason);
         return cert;
       }
-      if (to === 'ACTIVE') await enrollableDevice(change.tx, cert.deviceId, { lock: true, action: 'activate' });
+      if (to === 'ACTIVE') {
+        await enrollableDevice(change.tx, cert.deviceId, { lock: true, action: 'activate' });
+        // Rotation retired the CA because nothing under it was active: keep it that way.
+        if ((await change.tx.cas.get(cert.caId))?.status === 'RETIRED') throw new RegistryError('ca_retired', cert.caId);
+      }
       await moveCertificate(change, cert, to, reason);
       return (await change.tx.certificates.bySerial(serial))!;
     });
@@ -172,7 +168,7 @@ async function enrollableDevice(q: RegistryQueries, deviceId: DeviceId, options:
   return device!;
 }
 
-function enrollmentRefusal(device: Device | undefined, deviceId: DeviceId, action?: string): RegistryError | undefined {
+export function enrollmentRefusal(device: Device | undefined, deviceId: DeviceId, action?: string): RegistryError | undefined {
   if (!device) return new RegistryError('device_not_found', deviceId);
   if (device.status === 'DECOMMISSIONED') return new RegistryError('device_decommissioned', deviceId);
   // A disabled device keeps its certificates but gets no new one; its certificates may still
@@ -181,15 +177,29 @@ function enrollmentRefusal(device: Device | undefined, deviceId: DeviceId, actio
   return undefined;
 }
 
-function caRefusal(ca: CaRecord | undefined, caId: string): RegistryError | undefined {
+export function caRefusal(ca: CaRecord | undefined, caId: string): RegistryError | undefined {
   if (!ca) return new RegistryError('ca_not_found', caId);
   if (ca.status === 'REVOKED') return new RegistryError('ca_revoked', caId);
+  if (ca.status === 'RETIRED') return new RegistryError('ca_retired', caId);
   return undefined;
 }
 
 /** A key is one identity's: reusing another device's key, or any revoked key, is refused. */
 function keyRefusal(holders: readonly { deviceId: DeviceId; status: CertificateStatus }[] | undefined, deviceId: DeviceId): RegistryError | undefined {
   return holders?.some((c) => c.deviceId !== deviceId || c.status === 'REVOKED') ? new RegistryError('public_key_in_use') : undefined;
+}
+
+/** Audits and announces a certificate just recorded; `details` adds to the audit entry. */
+export function noteIssued(change: Pick<Change, 'audit' | 'announce' | 'iso'>, record: CertificateRecord, details: JsonObject = {}): void {
+  change.audit({
+    action: 'certificate.issued',
+    subjectType: 'certificate',
+    subjectId: record.serial,
+    deviceId: record.deviceId,
+    certificateSerial: record.serial,
+    details: { fingerprint: record.fingerprint, ca: record.caId, status: record.status, ...details, notBefore: record.notBefore.toISOString(), notAfter: record.notAfter.toISOString() },
+  });
+  change.announce({ type: 'certificate.created', serial: record.serial, fingerprint: record.fingerprint, deviceId: record.deviceId, caId: record.caId, status: record.status, at: change.iso });
 }
 
 export async function moveCertificate(change: Change, cert: CertificateRecord, to: CertificateStatus, reason?: string): Promise<void> {

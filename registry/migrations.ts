@@ -165,6 +165,52 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         }
       },
     },
+    '002_claims_and_rotation': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('claim_batches')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('template', 'text', (c) => c.notNull())
+          .addColumn('hook', 'text')
+          .addColumn('rate_limit', 'text', (c) => c.notNull())
+          .addColumn('ca_id', 'text', (c) => c.notNull().references('cas.id'))
+          .addColumn('serial', 'text', (c) => c.notNull().unique())
+          .addColumn('fingerprint', 'text', (c) => c.notNull().unique())
+          .addColumn('public_key_sha256', 'text', (c) => c.notNull())
+          .addColumn('pem', 'text', (c) => c.notNull())
+          .addColumn('not_before', 'bigint', (c) => c.notNull())
+          .addColumn('not_after', 'bigint', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('revoked_at', 'bigint')
+          .addColumn('revocation_reason', 'text')
+          .execute();
+        await db.schema.createIndex('claim_batches_ca').on('claim_batches').columns(['ca_id', 'status']).execute();
+
+        await db.schema
+          .createTable('claim_certificates')
+          .addColumn('serial', 'text', (c) => c.primaryKey().references('certificates.serial'))
+          .addColumn('batch_id', 'text', (c) => c.notNull().references('claim_batches.id'))
+          .addColumn('device_id', 'text', (c) => c.notNull().references('devices.id'))
+          .addColumn('binding', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('registered_at', 'bigint')
+          .execute();
+        await db.schema.createIndex('claim_certificates_device').on('claim_certificates').column('device_id').execute();
+        await db.schema.createIndex('claim_certificates_batch').on('claim_certificates').column('batch_id').execute();
+
+        await db.schema
+          .createTable('issuing_cas')
+          .addColumn('ca_id', 'text', (c) => c.primaryKey().references('cas.id'))
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addColumn('generation', 'integer', (c) => c.notNull())
+          .addColumn('prepared_at', 'bigint')
+          .addColumn('activated_at', 'bigint')
+          .addColumn('superseded_at', 'bigint')
+          .addColumn('retired_at', 'bigint')
+          .execute();
+      },
+    },
   };
 }
 

@@ -3,7 +3,8 @@ import type { DeviceId, Fingerprint, SerialHex } from './ids.js';
 
 export type DeviceStatus = 'ACTIVE' | 'DISABLED' | 'DECOMMISSIONED';
 export type CertificateStatus = 'PENDING_ACTIVATION' | 'ACTIVE' | 'INACTIVE' | 'REVOKED';
-export type CaStatus = 'ACTIVE' | 'REVOKED';
+/** RETIRED: an issuing CA rotation superseded, once nothing active depended on it; trusted no more. */
+export type CaStatus = 'ACTIVE' | 'RETIRED' | 'REVOKED';
 /** What the broker does with an unknown certificate signed by an operator's own CA. */
 export type UnknownCertificatePolicy = 'refuse' | 'register-pending' | 'register-active';
 
@@ -86,7 +87,8 @@ export interface AdmissionRecord {
 
 /** Who did something: an operator token, a device, the broker, the system itself. */
 export interface Actor {
-  kind: 'operator' | 'device' | 'broker' | 'system';
+  /** A claim is a claim session (claim batch / client id nonce), not yet a device. */
+  kind: 'operator' | 'device' | 'broker' | 'system' | 'claim';
   id: string;
 }
 
@@ -125,7 +127,7 @@ export function grantStatus(g: Grant, now: Date): GrantStatus {
   return g.expiresAt && g.expiresAt.getTime() <= now.getTime() ? 'EXPIRED' : 'ACTIVE';
 }
 
-export type SubjectType = 'device' | 'certificate' | 'ca' | 'group' | 'operator' | 'grant' | 'broker';
+export type SubjectType = 'device' | 'certificate' | 'ca' | 'group' | 'operator' | 'grant' | 'broker' | 'claim_batch';
 
 export interface AuditEntry {
   id: number;
@@ -153,4 +155,85 @@ export interface Sighting {
   deviceId?: string;
   clientId?: string;
   details: JsonObject;
+}
+
+/** One parameter a claim template takes: a string, checked against `pattern` when given. */
+export interface ClaimParameterSpec {
+  /** A regular expression the whole value must match. */
+  pattern?: string;
+  /** Absent means required. */
+  required?: boolean;
+}
+
+/**
+ * How a claim batch turns a device's parameters into a device: its id, attributes and group
+ * memberships. `${Name}` in `deviceId` and in string attribute values stands for a parameter.
+ */
+export interface ClaimTemplate {
+  deviceId: string;
+  parameters: Record<string, ClaimParameterSpec>;
+  attributes: JsonObject;
+  groups: string[];
+}
+
+/** The pre-provisioning webhook of a claim batch. */
+export interface ClaimHook {
+  url: string;
+  timeoutMs: number;
+}
+
+export type ClaimBatchStatus = 'ACTIVE' | 'REVOKED';
+
+/**
+ * A production batch's claim: one short-lived certificate shared by every device of the
+ * batch, which admits them to the claim topics only.
+ */
+export interface ClaimBatch {
+  id: string;
+  status: ClaimBatchStatus;
+  template: ClaimTemplate;
+  hook?: ClaimHook;
+  /** create-from-csr and register requests per second (and in a burst) across the batch. */
+  rateLimit: { perSecond: number; burst: number };
+  /** The CA that signed the claim certificate. */
+  caId: string;
+  serial: SerialHex;
+  fingerprint: Fingerprint;
+  publicKeySha256: string;
+  pem: string;
+  notBefore: Date;
+  notAfter: Date;
+  createdAt: Date;
+  revokedAt?: Date;
+  revocationReason?: string;
+}
+
+/** A certificate issued through a claim, and what registering it will bind. */
+export interface ClaimBinding {
+  serial: SerialHex;
+  batchId: string;
+  deviceId: DeviceId;
+  /** The parameters as approved (the hook may have overridden some). */
+  parameters: Record<string, string>;
+  attributes: JsonObject;
+  groups: string[];
+  createdAt: Date;
+  registeredAt?: Date;
+}
+
+/**
+ * Where an issuing CA is in rotation: prepared (trusted, signs nothing yet), active (the one
+ * that signs), old (superseded, still trusted), retired (trusted no more).
+ */
+export type IssuingState = 'prepared' | 'active' | 'old' | 'retired';
+
+export interface IssuingCa {
+  caId: string;
+  state: IssuingState;
+  /** 1 for the first issuing CA, one more for each that followed. */
+  generation: number;
+  preparedAt?: Date;
+  activatedAt?: Date;
+  supersededAt?: Date;
+  retiredAt?: Date;
 }

@@ -3,6 +3,7 @@
 import { AuditLog } from './audit-log.js';
 import { Authorities } from './authorities.js';
 import { Changes } from './changes.js';
+import { ClaimBatches } from './claims.js';
 import type { Clock } from './clock.js';
 import type { EventBus } from './events.js';
 import { Enforcement } from './enforcement.js';
@@ -13,6 +14,7 @@ import type { Fingerprint } from './ids.js';
 import { Lifecycle } from './lifecycle.js';
 import type { Actor, AdmissionRecord, AuditInput, Sighting } from './model.js';
 import { Reports } from './reports.js';
+import { IssuingRotation } from './rotation.js';
 import type { RegistryStore } from './store.js';
 
 export interface RegistryDeps {
@@ -30,6 +32,8 @@ export class Registry {
   readonly operators: Operators;
   readonly enforcement: Enforcement;
   readonly grants: Grants;
+  readonly claims: ClaimBatches;
+  readonly rotation: IssuingRotation;
 
   readonly #changes: Changes;
 
@@ -43,6 +47,8 @@ export class Registry {
     this.operators = new Operators(deps.store, changes);
     this.enforcement = new Enforcement(deps.store, changes);
     this.grants = new Grants(deps.store, changes, deps.clock);
+    this.claims = new ClaimBatches(deps.store, changes, deps.clock);
+    this.rotation = new IssuingRotation(deps.store, changes);
   }
 
   get bus(): EventBus {

@@ -128,6 +128,49 @@ export interface GrantsTable {
   closed_at: number | null;
 }
 
+export interface ClaimBatchesTable {
+  id: string;
+  status: string;
+  /** JSON: the ClaimTemplate. */
+  template: string;
+  /** JSON: the pre-provisioning hook, if the batch has one. */
+  hook: string | null;
+  /** JSON: { perSecond, burst }. */
+  rate_limit: string;
+  ca_id: string;
+  serial: string;
+  fingerprint: string;
+  public_key_sha256: string;
+  pem: string;
+  not_before: number;
+  not_after: number;
+  created_at: number;
+  revoked_at: number | null;
+  revocation_reason: string | null;
+}
+
+export interface ClaimCertificatesTable {
+  /** A certificate issued through a claim (in certificates, PENDING_ACTIVATION until registered). */
+  serial: string;
+  batch_id: string;
+  device_id: string;
+  /** JSON: the approved parameters, attributes and groups that registering applies. */
+  binding: string;
+  created_at: number;
+  registered_at: number | null;
+}
+
+export interface IssuingCasTable {
+  ca_id: string;
+  /** prepared, active, old or retired. */
+  state: string;
+  generation: number;
+  prepared_at: number | null;
+  activated_at: number | null;
+  superseded_at: number | null;
+  retired_at: number | null;
+}
+
 export interface RegistryDatabase {
   devices: DevicesTable;
   certificates: CertificatesTable;
@@ -140,4 +183,7 @@ export interface RegistryDatabase {
   operators: OperatorsTable;
   settings: SettingsTable;
   grants: GrantsTable;
+  claim_batches: ClaimBatchesTable;
+  claim_certificates: ClaimCertificatesTable;
+  issuing_cas: IssuingCasTable;
 }

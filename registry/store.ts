@@ -1,16 +1,18 @@
 // The registry's storage port and its one implementation over Kysely. Every query is
 // written once; SQLite and PostgreSQL differ only in how the Kysely instance is made and in
 // row locks, which only PostgreSQL needs.
-import { Migrator, type Kysely } from 'kysely';
+import { Migrator, sql, type Kysely } from 'kysely';
 import { registryMigrations, type Dialect } from './migrations.js';
 import { AuditQueries } from './queries/audit.js';
 import { CaQueries } from './queries/cas.js';
 import { CertificateQueries } from './queries/certificates.js';
+import { ClaimQueries } from './queries/claims.js';
 import { DeviceQueries } from './queries/devices.js';
 import type { QueryContext } from './queries/executor.js';
 import { GroupQueries } from './queries/groups.js';
 import { RegistrationCodeQueries, SightingQueries } from './queries/misc.js';
 import { GrantQueries, OperatorQueries, SettingQueries } from './queries/operators.js';
+import { RotationQueries } from './queries/rotation.js';
 import type { RegistryDatabase } from './schema.js';
 
 /** Reads and writes, the same inside and outside a transaction. */
@@ -25,6 +27,8 @@ export interface RegistryQueries {
   readonly operators: OperatorQueries;
   readonly settings: SettingQueries;
   readonly grants: GrantQueries;
+  readonly claims: ClaimQueries;
+  readonly rotation: RotationQueries;
 }
 
 export interface RegistryStore extends RegistryQueries {
@@ -46,6 +50,8 @@ function queries(q: QueryContext): RegistryQueries {
     operators: new OperatorQueries(q),
     settings: new SettingQueries(q),
     grants: new GrantQueries(q),
+    claims: new ClaimQueries(q),
+    rotation: new RotationQueries(q),
   };
 }
 
@@ -57,8 +63,11 @@ export function kyselyStore(root: Kysely<RegistryDatabase>, dialect: Dialect): K
     ...queries({ db: root, dialect }),
     dialect,
     async migrate() {
-      // Fails loudly rather than run on an old schema.
-      const migrator = new Migrator({ db: root, provider: registryMigrations(dialect) });
+      // Fails loudly rather than run on an old schema. On PostgreSQL the migration tables are
+      // looked for in the schema in use: Kysely otherwise takes another schema's (another
+      // installation's, in a shared database) for this one's and skips creating its own.
+      const schema = dialect === 'postgres' ? (await sql<{ schema: string }>`SELECT current_schema() AS schema`.execute(root)).rows[0]?.schema : undefined;
+      const migrator = new Migrator({ db: root, provider: registryMigrations(dialect), ...(schema ? { migrationTableSchema: schema } : {}) });
       const { error, results } = await migrator.migrateToLatest();
       const failed = results?.find((r) => r.status === 'Error');
       if (error || failed) throw new Error(`registry migration ${failed?.migrationName ?? ''} failed`, { cause: error });

@@ -11,6 +11,7 @@ import { breakGlassRoutes } from './routes/break-glass.js';
 import { brokerRoutes } from './routes/broker.js';
 import { caCrlRoute, caRoutes } from './routes/cas.js';
 import { certificateRoutes } from './routes/certificates.js';
+import { claimRoutes } from './routes/claims.js';
 import { deviceRoutes } from './routes/devices.js';
 import { groupRoutes } from './routes/groups.js';
 import { FORMATS } from './schemas.js';
@@ -72,6 +73,7 @@ export async function buildApi(options: ApiOptions, deps: ApiDeps) {
     auditRoutes(operator, deps);
     brokerRoutes(operator, deps);
     breakGlassRoutes(operator, deps);
+    claimRoutes(operator, deps);
     done();
   });
 

@@ -7,10 +7,13 @@ import type { WouldRefuse } from '../../broker/enforcement.js';
 import type { EnforcementMode } from '../../registry/model.js';
 import type { Registry } from '../../registry/registry.js';
 import type { Crls } from '../crl.js';
+import type { ClaimProvisioning } from '../claims/service.js';
+import type { CaRotator } from '../rotation.js';
 import type { Provisioning } from '../service.js';
 
 export interface ApiDeps {
   provisioning: Provisioning;
+  claims: ClaimProvisioning;
   registry: Registry;
   graph: FleetGraph;
   crls: Crls;
@@ -23,6 +26,8 @@ export interface ApiDeps {
   broker: BrokerAdmin;
   /** Reloads trust, the server certificate and operators' CRLs now. */
   reload: () => Promise<unknown>;
+  /** Issuing-CA rotation: its slots and thresholds. */
+  rotation: Pick<CaRotator, 'slots' | 'thresholds'>;
   /** The longest a break-glass grant may last. */
   breakGlassMaxMs: number;
   log: Logger;

@@ -1,6 +1,7 @@
 // Every error the API returns, with its HTTP status. A handler throws a code (or a domain
 // error carrying one); the status comes from this table, never from the call site.
 import { CodedError, REGISTRY_ERRORS, type RegistryErrorCode } from '../../registry/errors.js';
+import { CLAIM_ERRORS } from '../claims/errors.js';
 import { EXTERNAL_CA_ERRORS } from '../external-ca.js';
 import { CSR_ERRORS } from '../pki/csr.js';
 
@@ -26,6 +27,8 @@ const REGISTRY_STATUS: Record<RegistryErrorCode, number> = {
   ca_revoked: 409,
   ca_is_root: 409,
   ca_cannot_issue: 409,
+  ca_not_signing: 409,
+  ca_retired: 409,
   registration_code_invalid: 400,
   group_exists: 409,
   group_not_found: 404,
@@ -37,6 +40,13 @@ const REGISTRY_STATUS: Record<RegistryErrorCode, number> = {
   grant_not_pending: 409,
   grant_self_approval: 409,
   grant_ended: 409,
+  claim_batch_exists: 409,
+  claim_batch_not_found: 404,
+  claim_batch_revoked: 409,
+  claim_batch_expired: 409,
+  claim_device_exists: 409,
+  claim_binding_unknown: 409,
+  claim_already_registered: 409,
 };
 
 export const API_ERRORS = {
@@ -45,6 +55,8 @@ export const API_ERRORS = {
   invalid_ca_id: { status: 400, summary: 'CA ids are 1–64 characters of A–Z, a–z, 0–9, ".", "_" and "-"' },
   invalid_group_id: { status: 400, summary: 'group ids are 1–64 characters of A–Z, a–z, 0–9, ".", "_" and "-"' },
   invalid_serial: { status: 400, summary: 'serials are hexadecimal, optionally with colons' },
+  invalid_batch_id: { status: 400, summary: 'claim batch ids are 1–64 characters of A–Z, a–z, 0–9, ".", "_" and "-"' },
+  template_invalid: { status: 400, summary: CLAIM_ERRORS.template_invalid },
   malformed_json: { status: 400, summary: 'the request body is not valid JSON' },
   bad_request: { status: 400, summary: 'the request is malformed' },
   token_missing: { status: 401, summary: 'this call needs Authorization: Bearer <operator token>' },
@@ -85,6 +97,7 @@ const FORMAT_CODES: Record<string, ApiErrorCode> = {
   'device-id': 'invalid_device_id',
   'ca-id': 'invalid_ca_id',
   'group-id': 'invalid_group_id',
+  'batch-id': 'invalid_batch_id',
   serial: 'invalid_serial',
 };
 

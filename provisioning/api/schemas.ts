@@ -9,6 +9,7 @@ export const FORMATS = {
   'device-id': new RegExp(DEVICE_ID_PATTERN),
   'ca-id': new RegExp(NAME_PATTERN),
   'group-id': new RegExp(NAME_PATTERN),
+  'batch-id': new RegExp(NAME_PATTERN),
   serial: /^(0x)?[0-9A-Fa-f:]{1,64}$/,
 };
 
@@ -30,6 +31,7 @@ export const params = {
   group: { type: 'object', required: ['groupId'], properties: { groupId: id('group-id') } },
   groupMember: { type: 'object', required: ['groupId', 'deviceId'], properties: { groupId: id('group-id'), deviceId: id('device-id') } },
   grant: { type: 'object', required: ['grantId'], properties: { grantId: { type: 'string', format: 'uuid' } } },
+  claimBatch: { type: 'object', required: ['batchId'], properties: { batchId: id('batch-id') } },
   clientId: { type: 'object', required: ['clientId'], properties: { clientId: { type: 'string', minLength: 1, maxLength: 256 } } },
 } as const;
 
@@ -84,6 +86,49 @@ export const bodies = {
       waives: { type: 'string', maxLength: 64 },
       reason: { type: 'string', minLength: 1, maxLength: 1024 },
       durationSeconds: { type: 'integer', minimum: 1 },
+    },
+  },
+} as const;
+
+const claimTemplate = {
+  type: 'object',
+  required: ['deviceId', 'parameters'],
+  additionalProperties: false,
+  properties: {
+    deviceId: { type: 'string', minLength: 1, maxLength: 256 },
+    parameters: {
+      type: 'object',
+      maxProperties: 32,
+      additionalProperties: { type: 'object', additionalProperties: false, properties: { pattern: { type: 'string', minLength: 1, maxLength: 256 }, required: { type: 'boolean' } } },
+    },
+    attributes: { type: 'object', maxProperties: 64 },
+    groups: { type: 'array', maxItems: 16, items: id('group-id') },
+  },
+} as const;
+
+export const claimBodies = {
+  createBatch: {
+    type: 'object',
+    required: ['name', 'template'],
+    additionalProperties: false,
+    properties: {
+      name: id('batch-id'),
+      template: claimTemplate,
+      // Short-lived by design: a production batch's claim, at most 90 days.
+      validitySeconds: { type: 'integer', minimum: 60, maximum: 90 * 24 * 3600 },
+      rateLimit: {
+        type: 'object',
+        required: ['perSecond', 'burst'],
+        additionalProperties: false,
+        properties: { perSecond: { type: 'number', exclusiveMinimum: 0, maximum: 10_000 }, burst: { type: 'integer', minimum: 1, maximum: 100_000 } },
+      },
+      hook: {
+        type: 'object',
+        required: ['url'],
+        additionalProperties: false,
+        properties: { url: { type: 'string', pattern: '^https?://', maxLength: 2048 }, timeoutMs: { type: 'integer', minimum: 100, maximum: 30_000 } },
+      },
+      csr: { type: 'string', minLength: 1, maxLength: 32768 },
     },
   },
 } as const;

@@ -1,7 +1,9 @@
 // The JSON shapes the API returns. Written out field by field so nothing stored (a PEM, a
 // key hash) leaks into a response by accident.
 import type { DeviceView } from '../../registry/lifecycle.js';
-import type { AuditEntry, CaRecord, CertificateRecord, Group } from '../../registry/model.js';
+import type { AuditEntry, CaRecord, CertificateRecord, ClaimBatch, Group, IssuingCa } from '../../registry/model.js';
+import type { IssuingSlots } from '../../registry/rotation.js';
+import type { Thresholds } from '../rotation.js';
 
 export function certificateJson(c: CertificateRecord) {
   return {
@@ -34,8 +36,26 @@ export function deviceJson(view: DeviceView, connected: boolean) {
   };
 }
 
+const iso = (d: Date | undefined) => d?.toISOString();
+
+/** Where an issuing CA is in rotation. */
+export function issuingJson(i: IssuingCa) {
+  return { ca: i.caId, state: i.state, generation: i.generation, preparedAt: iso(i.preparedAt), activatedAt: iso(i.activatedAt), supersededAt: iso(i.supersededAt), retiredAt: iso(i.retiredAt) };
+}
+
+/** The rotation slots: the CA that signs now, the one prepared to follow it, and their predecessors. */
+export function rotationJson(slots: IssuingSlots, due: Thresholds) {
+  return {
+    current: issuingJson(slots.current),
+    ...(slots.next ? { next: issuingJson(slots.next) } : {}),
+    old: slots.old.map(issuingJson),
+    retired: slots.retired.map(issuingJson),
+    thresholds: { prepareNextAt: due.prepareAt.toISOString(), activateNextAt: due.activateAt.toISOString() },
+  };
+}
+
 /** A CA as operators see it; the PEM is public (it is in the trust bundles anyway). */
-export function caJson(c: CaRecord) {
+export function caJson(c: CaRecord, issuing?: IssuingCa) {
   return {
     id: c.id,
     name: c.name,
@@ -48,6 +68,7 @@ export function caJson(c: CaRecord) {
     notBefore: c.notBefore.toISOString(),
     notAfter: c.notAfter.toISOString(),
     ...(c.revokedAt ? { revokedAt: c.revokedAt.toISOString() } : {}),
+    ...(issuing ? { rotation: issuingJson(issuing) } : {}),
     certificate: c.pem,
   };
 }
@@ -74,5 +95,27 @@ export function auditJson(e: AuditEntry) {
     ...(e.certificateSerial ? { certificate: e.certificateSerial } : {}),
     ...(e.reason ? { reason: e.reason } : {}),
     details: e.details,
+  };
+}
+
+/** A claim batch; its certificate is public (every device of the batch holds it). */
+export function claimBatchJson(b: ClaimBatch, counts?: { issued: number; registered: number }) {
+  return {
+    id: b.id,
+    status: b.status,
+    template: b.template,
+    rateLimit: b.rateLimit,
+    ...(b.hook ? { hook: b.hook } : {}),
+    clientIdPrefix: `claim/${b.id}/`,
+    ca: b.caId,
+    serial: b.serial,
+    fingerprint: b.fingerprint,
+    notBefore: b.notBefore.toISOString(),
+    notAfter: b.notAfter.toISOString(),
+    createdAt: b.createdAt.toISOString(),
+    ...(b.revokedAt ? { revokedAt: b.revokedAt.toISOString() } : {}),
+    ...(b.revocationReason ? { revocationReason: b.revocationReason } : {}),
+    ...(counts ? { certificates: counts } : {}),
+    certificate: b.pem,
   };
 }

@@ -56,10 +56,12 @@ export function defaultServerNames(): { dns: string[]; ips: string[] } {
   return { dns, ips: ['127.0.0.1', '::1'] };
 }
 
+/** Backdated a minute: a peer whose clock runs slightly behind still accepts it at once. */
+export const BACKDATE_MS = 60_000;
+
 export function validity(clock: Clock, lifetimeMs: number): Validity {
   const now = clock().getTime();
-  // Backdated a minute: a peer whose clock runs slightly behind still accepts it at once.
-  return { notBefore: new Date(now - 60_000), notAfter: new Date(now + lifetimeMs) };
+  return { notBefore: new Date(now - BACKDATE_MS), notAfter: new Date(now + lifetimeMs) };
 }
 
 export async function writePair(certPath: string, keyPath: string, certificate: x509.X509Certificate, keys: CryptoKeyPair) {
@@ -72,7 +74,7 @@ export async function importSigner(certPem: string, keyPem: string): Promise<CaS
 }
 
 /** Creates the whole hierarchy in `paths.dir`, which must be empty or absent. */
-export async function createPki(paths: PkiPaths, clock: Clock): Promise<void> {
+export async function createPki(paths: PkiPaths, clock: Clock, options: { issuingLifetimeMs?: number } = {}): Promise<void> {
   await fs.mkdir(paths.dir, { recursive: true, mode: 0o700 });
   // A suffix keeps two installations' CA names apart; trust stores match issuers by name.
   const tag = randomBytes(3).toString('hex');
@@ -93,7 +95,7 @@ export async function createPki(paths: PkiPaths, clock: Clock): Promise<void> {
   const issuing = await rootSigner.issueIssuingCa(
     [{ CN: [`Fleet Dev Issuing CA 1 ${tag}`] }, { O: ['Fleet Identity'] }],
     await x509.PublicKey.create(issuingKeys.publicKey),
-    validity(clock, ISSUING_LIFETIME_MS),
+    validity(clock, Math.min(options.issuingLifetimeMs ?? ISSUING_LIFETIME_MS, ROOT_LIFETIME_MS)),
     { pathLength: 0 },
   );
   await writePair(paths.issuingCert, paths.issuingKey, issuing.certificate, issuingKeys);
@@ -109,15 +111,35 @@ async function issueServerCertificate(paths: PkiPaths, issuing: CaSigner, clock:
 }
 
 /**
+ * Replaces the server key and certificate with new ones from `issuing`. The certificate file
+ * then carries the issuing CA after the leaf, so a client that trusts only the root still
+ * builds the chain while its bundle lags behind a CA rotation. Written beside the old pair and
+ * renamed into place, so a reader sees the old pair or the new one.
+ */
+export async function reissueServerCertificate(paths: PkiPaths, issuing: CaSigner, clock: Clock): Promise<void> {
+  const staging = pkiPaths(await fs.mkdtemp(join(paths.dir, '.server-')));
+  try {
+    await issueServerCertificate(staging, issuing, clock);
+    await fs.appendFile(staging.serverCert, `${issuing.pem.trim()}\n`);
+    await fs.rename(staging.serverKey, paths.serverKey);
+    await fs.rename(staging.serverCert, paths.serverCert);
+  } finally {
+    await fs.rm(staging.dir, { recursive: true, force: true });
+  }
+}
+
+/** Whether the server certificate was issued by `issuing` (its first certificate's issuer is that CA). */
+export async function serverIssuedBy(paths: PkiPaths, issuing: CaSigner): Promise<boolean> {
+  const server = new x509.X509Certificate(await fs.readFile(paths.serverCert, 'utf8'));
+  return server.issuer === issuing.certificate.subject;
+}
+
+/**
  * The broker's and API's TLS credentials, replaced first (new key, new certificate from the
- * issuing CA) when the certificate is about to expire.
+ * issuing CA that signs now) when the certificate is about to expire.
  */
 export async function loadServerCredentials(paths: PkiPaths, issuing: CaSigner, clock: Clock): Promise<{ certPem: string; keyPem: string }> {
   const current = await fs.readFile(paths.serverCert, 'utf8');
-  if (new x509.X509Certificate(current).notAfter.getTime() - clock().getTime() < SERVER_RENEW_BEFORE_MS) {
-    // Only this process reads them, and only here: replacing both files is safe.
-    await Promise.all([fs.rm(paths.serverCert), fs.rm(paths.serverKey)]);
-    await issueServerCertificate(paths, issuing, clock);
-  }
+  if (new x509.X509Certificate(current).notAfter.getTime() - clock().getTime() < SERVER_RENEW_BEFORE_MS) await reissueServerCertificate(paths, issuing, clock);
   return { certPem: await fs.readFile(paths.serverCert, 'utf8'), keyPem: await readSecretFile(paths.serverKey) };
 }

@@ -26,16 +26,22 @@ export class CaKeyring {
 
   static async load(paths: PkiPaths, cas: readonly CaRecord[]): Promise<CaKeyring> {
     const ring = new CaKeyring(paths);
-    for (const ca of cas) {
-      if (ca.external) continue;
-      const files = filesOf(paths, ca.id);
-      const keyPem = await readSecretFile(files.key).catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return undefined; // recorded elsewhere; not signable here
-        throw error;
-      });
-      if (keyPem) ring.#signers.set(ca.id, await importSigner(await fs.readFile(files.cert, 'utf8'), keyPem));
-    }
+    for (const ca of cas) await ring.adopt(ca);
     return ring;
+  }
+
+  /**
+   * Takes up a CA whose key is in this data directory but not in this keyring yet (one another
+   * process of the same installation created). A CA whose key is elsewhere stays unsignable here.
+   */
+  async adopt(ca: CaRecord): Promise<void> {
+    if (ca.external || this.#signers.has(ca.id)) return;
+    const files = filesOf(this.paths, ca.id);
+    const keyPem = await readSecretFile(files.key).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined; // recorded elsewhere; not signable here
+      throw error;
+    });
+    if (keyPem) this.#signers.set(ca.id, await importSigner(await fs.readFile(files.cert, 'utf8'), keyPem));
   }
 
   get(id: string): CaSigner | undefined {
@@ -58,18 +64,23 @@ export class CaKeyring {
 
   /**
    * Creates a CA signed by `parent`: a new P-256 key written 0600 beside its certificate.
-   * Returns the record for the registry; the caller records it.
+   * Returns the record for the registry; the caller records it. By default the CA lives five
+   * years (never past its parent), is named after `name`, and may have one level fewer of CAs
+   * below it than its parent.
    */
-  async create(input: { id: string; name: string; parentId: string; crlUrl: string }, clock: Clock): Promise<CaRecord> {
+  async create(
+    input: { id: string; name: string; parentId: string; crlUrl: string; commonName?: string; lifetimeMs?: number; pathLength?: number },
+    clock: Clock,
+  ): Promise<CaRecord> {
     const parent = this.#signers.get(input.parentId);
     if (!parent) throw new Error(`no signer for CA ${input.parentId}`);
     const keys = await generateKeyPair();
     const issued = await parent.issueIssuingCa(
-      [{ CN: [`Fleet CA ${input.name}`] }, { O: ['Fleet Identity'] }],
+      [{ CN: [input.commonName ?? `Fleet CA ${input.name}`] }, { O: ['Fleet Identity'] }],
       await x509.PublicKey.create(keys.publicKey),
-      validity(clock, Math.min(ISSUING_LIFETIME_MS, parent.certificate.notAfter.getTime() - clock().getTime())),
+      validity(clock, Math.min(input.lifetimeMs ?? ISSUING_LIFETIME_MS, parent.certificate.notAfter.getTime() - clock().getTime())),
       // One level fewer than the parent allows; no limit under a parent without one.
-      { pathLength: parent.pathLength === undefined ? undefined : parent.pathLength - 1, crlUrl: input.crlUrl },
+      { pathLength: input.pathLength ?? (parent.pathLength === undefined ? undefined : parent.pathLength - 1), crlUrl: input.crlUrl },
     );
     await fs.mkdir(this.paths.casDir, { recursive: true, mode: 0o700 });
     const files = filesOf(this.paths, input.id);

@@ -4,6 +4,8 @@ import { x509 } from './x509.js';
 
 /** The SAN URI that names a device in its certificate (written by device-certificate.ts). */
 export const DEVICE_URI_PREFIX = 'urn:fleet:device:';
+/** The SAN URI that names the claim batch in a claim certificate. */
+export const CLAIM_URI_PREFIX = 'urn:fleet:claim:';
 
 const { KeyUsageFlags: KU, ExtendedKeyUsage: EKU } = x509;
 
@@ -53,4 +55,21 @@ export function serverExtensions(ids: KeyIds & { authority: string }, dnsNames: 
   ];
   if (crlUrl) extensions.push(new x509.CRLDistributionPointsExtension([crlUrl], false));
   return extensions;
+}
+
+/**
+ * Claim certificate: a TLS client shared by a production batch. It can never pass for a
+ * device identity: no device URI, a CN with spaces (no device id has one), and the broker
+ * routes it by its claim URI to claim sessions only.
+ */
+export function claimExtensions(ids: KeyIds & { authority: string }, batchId: string, crlUrl: string): x509.Extension[] {
+  return [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(KU.digitalSignature, true),
+    new x509.ExtendedKeyUsageExtension([EKU.clientAuth], false),
+    new x509.SubjectKeyIdentifierExtension(ids.subject),
+    new x509.AuthorityKeyIdentifierExtension(ids.authority),
+    new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `${CLAIM_URI_PREFIX}${batchId}` }], false),
+    new x509.CRLDistributionPointsExtension([crlUrl], false),
+  ];
 }

@@ -74,6 +74,11 @@ export class CaQueries {
     }
   }
 
+  /** An issuing CA rotation left behind, once nothing depends on it: no longer trusted. */
+  async retire(id: string): Promise<void> {
+    await this.q.db.updateTable('cas').set({ status: 'RETIRED' }).where('id', '=', id).where('status', '=', 'ACTIVE').execute();
+  }
+
   async setUnknownCertificatePolicy(id: string, policy: UnknownCertificatePolicy): Promise<void> {
     await this.q.db.updateTable('cas').set({ unknown_certificates: policy }).where('id', '=', id).execute();
   }

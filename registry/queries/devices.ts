@@ -60,6 +60,10 @@ export class DeviceQueries {
     await this.q.db.updateTable('devices').set({ status, updated_at: at.getTime() }).where('id', '=', id).execute();
   }
 
+  async setAttributes(id: DeviceId, attributes: JsonObject, at: Date): Promise<void> {
+    await this.q.db.updateTable('devices').set({ attributes: JSON.stringify(attributes), updated_at: at.getTime() }).where('id', '=', id).execute();
+  }
+
   async setGatewayFlag(id: DeviceId, gateway: boolean, at: Date): Promise<void> {
     await this.q.db.updateTable('devices').set({ gateway: gateway ? 1 : 0, updated_at: at.getTime() }).where('id', '=', id).execute();
   }

@@ -7,6 +7,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { ALL_REASONS, type Reason } from '../../broker/reasons.js';
 import { DEFAULT_BROKER_OPTIONS } from '../../bin/service.js';
 import { generateKeyPair } from '../../provisioning/pki/keys.js';
@@ -20,9 +21,12 @@ import {
   notYetValidDevice,
   rootCa,
   serverCertAsClient,
+  unregisteredClaim,
   unregisteredDevice,
 } from '../support/fixtures.js';
+import { claimIdentity, ClaimSession, createBatch, CREATE, type ClaimBatchIdentity } from '../support/claims.js';
 import { enrollDevice, startFleet, type TestFleet } from '../support/fleet.js';
+import { ecKeyWithCsr } from '../support/keys.js';
 import { closed, end, subackCodes, tryConnect, mqttOptions } from '../support/mqtt.js';
 import { publishPacket, rawConnect } from '../support/raw-mqtt.js';
 import { postgresSchema } from '../support/stores.js';
@@ -34,6 +38,15 @@ interface Fleets {
   main: TestFleet;
   abuse: TestFleet;
   postgres: TestFleet;
+}
+
+/** Sends claim requests on one claim session; the last one must be rejected. */
+async function claimRejected(fleet: TestFleet, claim: ClaimBatchIdentity, requests: [string, unknown][]): Promise<void> {
+  const session = await ClaimSession.open(fleet, claim, 'x', { replies: [`${CREATE}/accepted`, `${CREATE}/rejected`] });
+  let last;
+  for (const [topic, payload] of requests) last = await session.request(topic, payload);
+  assert.equal(last?.accepted, false, 'rejected');
+  await session.end();
 }
 
 async function refusedConnect(fleet: TestFleet, identity: Parameters<TestFleet['tryConnect']>[0], extra = {}): Promise<void> {
@@ -178,6 +191,63 @@ const scenarios: Record<Reason, Scenario> = {
     socket.write(Buffer.from([0x60, 0x02, 0x00, 0x01])); // PUBREL with the wrong header flags
     await once(socket, 'close');
     return { fleet: main, match: { clientId: 'r-garbled' } };
+  },
+  async claim_batch_unknown({ main }) {
+    await refusedConnect(main, claimIdentity(await unregisteredClaim(main, 'r-nobatch'), 'x'));
+    return { fleet: main, match: { clientId: 'claim/r-nobatch/x' } };
+  },
+  async claim_batch_revoked({ main }) {
+    const claim = await createBatch(main, 'r-revoked-batch');
+    await main.api('/v1/claim-batches/r-revoked-batch/revoke', { method: 'POST' });
+    await refusedConnect(main, claimIdentity(claim, 'x'));
+    return { fleet: main, match: { clientId: 'claim/r-revoked-batch/x' } };
+  },
+  async claim_session_invalid({ main }) {
+    await refusedConnect(main, { ...claimIdentity(await createBatch(main, 'r-shape'), 'x'), id: 'r-claim-as-device' });
+    return { fleet: main, match: { clientId: 'r-claim-as-device' } };
+  },
+  async claim_request_invalid({ main }) {
+    await claimRejected(main, await createBatch(main, 'r-garbage'), [[CREATE, 'not json']]);
+    return { fleet: main, match: { clientId: 'claim/r-garbage/x' } };
+  },
+  async claim_rate_limited({ main }) {
+    await claimRejected(main, await createBatch(main, 'r-rate', { rateLimit: { perSecond: 0.01, burst: 1 } }), [
+      [CREATE, 'not json'],
+      [CREATE, 'not json'],
+    ]);
+    return { fleet: main, match: { clientId: 'claim/r-rate/x' } };
+  },
+  async claim_replayed({ main }) {
+    const csr = (await ecKeyWithCsr()).csrPem;
+    await claimRejected(main, await createBatch(main, 'r-replay'), [
+      [CREATE, { csr, parameters: { SerialNumber: '00000001' } }],
+      [CREATE, { csr, parameters: { SerialNumber: '00000002' } }],
+    ]);
+    return { fleet: main, match: { clientId: 'claim/r-replay/x' } };
+  },
+  async claim_identity_refused({ main }) {
+    await main.api('/v1/devices', { body: { id: 'sensor-0000000A' } });
+    await claimRejected(main, await createBatch(main, 'r-identity'), [[CREATE, { csr: (await ecKeyWithCsr()).csrPem, parameters: { SerialNumber: '0000000A' } }]]);
+    return { fleet: main, match: { clientId: 'claim/r-identity/x' } };
+  },
+  async claim_hook_refused({ main }) {
+    // A hook nobody listens on: the connection is refused, so is the claim.
+    const server = net.createServer().listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as net.AddressInfo;
+    await new Promise((resolve) => server.close(resolve));
+    const claim = await createBatch(main, 'r-hook', { hook: { url: `http://127.0.0.1:${port}/`, timeoutMs: 1000 } });
+    await claimRejected(main, claim, [[CREATE, { csr: (await ecKeyWithCsr()).csrPem, parameters: { SerialNumber: '0000000B' } }]]);
+    return { fleet: main, match: { clientId: 'claim/r-hook/x' } };
+  },
+  async claim_unavailable({ main }) {
+    // The registry fails while recording the claim (as a full disk would).
+    const claim = await createBatch(main, 'r-broken');
+    const db = new Database(join(main.dir, 'registry.db'));
+    db.exec(`CREATE TRIGGER r_broken BEFORE INSERT ON claim_certificates WHEN NEW.batch_id = 'r-broken' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END`);
+    db.close();
+    await claimRejected(main, claim, [[CREATE, { csr: (await ecKeyWithCsr()).csrPem, parameters: { SerialNumber: '0000000C' } }]]);
+    return { fleet: main, match: { clientId: 'claim/r-broken/x' } };
   },
   async tls_handshake_failed({ main }) {
     // Not TLS at all: an HTTP request to the MQTT port.

@@ -8,6 +8,7 @@ import { openSqliteStore } from '../../registry/sqlite.js';
 import { rootCaExtensions } from '../../provisioning/pki/profiles.js';
 import { CaSigner, keyIdOf } from '../../provisioning/pki/signer.js';
 import { x509 } from '../../provisioning/pki/x509.js';
+import type { ClaimBatchIdentity } from './claims.js';
 import type { TestFleet } from './fleet.js';
 import { ecKeyWithCsr } from './keys.js';
 import type { Identity } from './mqtt.js';
@@ -27,6 +28,14 @@ export async function unregisteredDevice(fleet: TestFleet, id: string): Promise<
   const key = await deviceKey();
   const cert = ca.issueDevice(id, key.spki, { notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY) }, CRL_URL);
   return { id, keyPem: key.keyPem, certPem: cert.pem };
+}
+
+/** A claim certificate for a batch the registry never heard of, signed by the fleet's issuing CA. */
+export async function unregisteredClaim(fleet: TestFleet, batch: string): Promise<ClaimBatchIdentity> {
+  const ca = await fleet.issuingCa();
+  const key = await deviceKey();
+  const cert = await ca.issueClaim(batch, key.publicKey, { notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY) }, CRL_URL);
+  return { batch, keyPem: key.keyPem, certPem: cert.pem };
 }
 
 export async function expiredDevice(fleet: TestFleet, id: string): Promise<Identity> {

@@ -51,6 +51,8 @@ export interface FleetOptions {
   certificateLifetimeMs?: number;
   /** TLS session tickets on the MQTT listener (off by default, as in `fleet serve`). */
   sessionTickets?: boolean;
+  issuingCaLifetimeMs?: number;
+  rotationIntervalMs?: number;
 }
 
 /** Registers a device and enrolls a fresh P-256 key for it through the public API. */
@@ -85,6 +87,8 @@ export async function startFleet(options: FleetOptions = {}): Promise<TestFleet>
     database: options.database,
     certificateLifetimeMs: options.certificateLifetimeMs,
     sessionTickets: options.sessionTickets,
+    issuingCaLifetimeMs: options.issuingCaLifetimeMs,
+    rotationIntervalMs: options.rotationIntervalMs,
   });
   const layout = dataLayout(dir);
   const token = (await readFile(layout.adminToken, 'utf8')).trim();

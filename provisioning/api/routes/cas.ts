@@ -5,14 +5,19 @@ import { RegistryError } from '../../../registry/errors.js';
 import type { UnknownCertificatePolicy } from '../../../registry/model.js';
 import type { ApiDeps } from '../context.js';
 import { bodies, params } from '../schemas.js';
-import { caJson } from '../views.js';
+import { caJson, rotationJson } from '../views.js';
 
 type CaParams = { Params: { caId: string } };
 
 export function caRoutes<S extends RawServerBase>(app: FastifyInstance<S>, deps: ApiDeps): void {
   const { registry } = deps;
 
-  app.get('/v1/cas', async () => ({ cas: (await registry.authorities.list()).map(caJson) }));
+  const issuingOf = (id: string) => {
+    const { current, next, old, retired } = deps.rotation.slots;
+    return [current, next, ...old, ...retired].find((c) => c?.caId === id);
+  };
+  app.get('/v1/cas', async () => ({ cas: (await registry.authorities.list()).map((c) => caJson(c, issuingOf(c.id))) }));
+  app.get('/v1/ca/rotation', async () => rotationJson(deps.rotation.slots, await deps.rotation.thresholds()));
 
   app.post<{ Body: { name: string; parent?: string } }>('/v1/cas', { schema: { body: bodies.createCa } }, async (request, reply) => {
     const ca = await deps.provisioning.createCa(request.body.name, request.body.parent, request.actor!);
@@ -37,7 +42,7 @@ export function caRoutes<S extends RawServerBase>(app: FastifyInstance<S>, deps:
     },
   );
 
-  app.get<CaParams>('/v1/cas/:caId', { schema: { params: params.ca } }, async (request) => caJson(await registry.authorities.get(request.params.caId)));
+  app.get<CaParams>('/v1/cas/:caId', { schema: { params: params.ca } }, async (request) => caJson(await registry.authorities.get(request.params.caId), issuingOf(request.params.caId)));
 
   app.put<CaParams & { Body: { unknownCertificates: UnknownCertificatePolicy } }>(
     '/v1/cas/:caId/unknown-certificates',
