@@ -52,13 +52,19 @@ function queries(q: QueryContext): RegistryQueries {
 /** The store over a Kysely instance of either dialect; `migrate` brings its schema up to date. */
 export type KyselyRegistryStore = RegistryStore & { migrate(): Promise<void> };
 
-export function kyselyStore(root: Kysely<RegistryDatabase>, dialect: Dialect): KyselyRegistryStore {
+/**
+ * `migrationSchema`: the PostgreSQL schema the registry lives in. Kysely looks for its
+ * migration tables in every schema it can see unless told which one; another registry's
+ * tables in a neighbouring schema would then pass for ours and the migration would fail.
+ */
+export function kyselyStore(root: Kysely<RegistryDatabase>, dialect: Dialect, migrationSchema?: () => Promise<string>): KyselyRegistryStore {
   return {
     ...queries({ db: root, dialect }),
     dialect,
     async migrate() {
       // Fails loudly rather than run on an old schema.
-      const migrator = new Migrator({ db: root, provider: registryMigrations(dialect) });
+      const migrationTableSchema = await migrationSchema?.();
+      const migrator = new Migrator({ db: root, provider: registryMigrations(dialect), migrationTableSchema });
       const { error, results } = await migrator.migrateToLatest();
       const failed = results?.find((r) => r.status === 'Error');
       if (error || failed) throw new Error(`registry migration ${failed?.migrationName ?? ''} failed`, { cause: error });

@@ -446,3 +446,26 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+describe('registry on PostgreSQL, two installations in one database', { timeout: 60_000 }, () => {
+  it('migrates each in its own schema and keeps them apart', async () => {
+    const postgres = BACKENDS.find((b) => b.name === 'PostgreSQL')!;
+    // The first one's migration tables sit in a neighbouring schema while the second migrates.
+    const first = await postgres.open();
+    try {
+      const second = await postgres.open();
+      try {
+        const clock = () => new Date('2026-06-01T12:00:00.000Z');
+        const one = new Registry({ store: first.store, bus: new InProcessEventBus(), clock });
+        const two = new Registry({ store: second.store, bus: new InProcessEventBus(), clock });
+        await one.lifecycle.createDevice({ id: 'only-in-one' as DeviceId }, operator);
+        assert.equal(await codeOf(two.lifecycle.deviceView('only-in-one' as DeviceId)), 'device_not_found');
+        await two.lifecycle.createDevice({ id: 'only-in-one' as DeviceId }, operator);
+      } finally {
+        await second.dispose();
+      }
+    } finally {
+      await first.dispose();
+    }
+  });
+});
