@@ -243,6 +243,12 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`fleet: ${error.message}`);
       return 1;
     }
+    // A file named on the command line that cannot be read is the user's to fix, not a crash.
+    const { code, path } = error as NodeJS.ErrnoException;
+    if (path && (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR')) {
+      console.error(`fleet: cannot read ${path} (${code})`);
+      return 1;
+    }
     throw error;
   }
 }

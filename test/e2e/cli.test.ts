@@ -175,6 +175,11 @@ describe('fleet diagnose', { timeout: 90_000 }, () => {
     assert.match(revoked.stdout, /FAIL\s+registry: certificate good, device active/);
     assert.match(revoked.stdout, /verdict: refused — certificate_revoked: .*\(CONNACK 5\)/);
 
+    // A file that is not there is a clear error, not a stack trace.
+    const missing = await fleet('diagnose', join(dir, 'missing.pem'), '--data', dir);
+    assert.equal(missing.code, 1);
+    assert.doesNotMatch(missing.stderr, /\n\s+at /, 'no stack trace');
+
     const foreign = join(dir, 'foreign.pem');
     await writeFile(foreign, (await foreignCaDevice('stranger')).certPem);
     assert.match((await fleet('diagnose', foreign, '--data', dir)).stdout, /FAIL\s+chain verified by TLS[\s\S]*verdict: refused — unknown_issuer/);
