@@ -7,7 +7,9 @@ import { InProcessEventBus } from '../registry/events.js';
 import { openStore } from '../registry/open.js';
 import { Registry } from '../registry/registry.js';
 import { formatReport } from '../registry/reports.js';
+import { pemDirectory, trustBundles } from '../provisioning/trust.js';
 import { dataLayout, DataDirError, initDataDir, recordInitialState } from './data-dir.js';
+import { trustDir } from './reload.js';
 import { DEFAULT_BROKER_OPTIONS, startService } from './service.js';
 
 const USAGE = `usage:
@@ -194,7 +196,9 @@ async function diagnose(args: string[]): Promise<number> {
         clientId: values['client-id'],
       },
       {
-        trustPem: `${await readFile(layout.pki.caBundle, 'utf8')}${(await registry.authorities.list()).filter((c) => c.external).map((c) => c.pem).join('')}`,
+        // What the broker trusts for client certificates: revoked CAs included (their devices
+        // are refused as revoked, not as strangers), operators' CAs and pki/trust.d/.
+        trustPem: trustBundles(await registry.authorities.list(), await pemDirectory(trustDir(layout))).clientTrustPem,
         now: systemClock,
         registry,
       },

@@ -175,6 +175,19 @@ describe('fleet diagnose', { timeout: 90_000 }, () => {
     assert.match(revoked.stdout, /FAIL\s+registry: certificate good, device active/);
     assert.match(revoked.stdout, /verdict: refused — certificate_revoked: .*\(CONNACK 5\)/);
 
+    // Under a revoked CA: what the broker would say (the CA stays in its trust), not a broken chain.
+    await httpsRequest(`${serve.apiUrl}/v1/cas`, ca, { token, body: { name: 'diag-ca' } });
+    await httpsRequest(`${serve.apiUrl}/v1/devices`, ca, { token, body: { id: 'diag-2' } });
+    const key = await ecKeyWithCsr();
+    const underCa = await httpsRequest(`${serve.apiUrl}/v1/devices/diag-2/certificates`, ca, { token, body: { csr: key.csrPem, ca: 'diag-ca' } });
+    const underCaFile = join(dir, 'diag-2.pem');
+    await writeFile(underCaFile, underCa.json.certificate);
+    assert.match((await fleet('diagnose', underCaFile, '--data', dir)).stdout, /verdict: admitted as diag-2/);
+    assert.equal((await httpsRequest(`${serve.apiUrl}/v1/cas/diag-ca/revoke`, ca, { token, method: 'POST' })).status, 200);
+    const underRevokedCa = await fleet('diagnose', underCaFile, '--data', dir);
+    assert.match(underRevokedCa.stdout, /pass\s+chain verified by TLS/);
+    assert.match(underRevokedCa.stdout, /verdict: refused — certificate_revoked/);
+
     // A file that is not there is a clear error, not a stack trace.
     const missing = await fleet('diagnose', join(dir, 'missing.pem'), '--data', dir);
     assert.equal(missing.code, 1);
