@@ -213,6 +213,17 @@ async function sim(args: string[]): Promise<number> {
   return runSimCommand(args);
 }
 
+/**
+ * A failure the user fixes on their machine, not a crash: a file named on the command line
+ * that cannot be opened, a port another program holds.
+ */
+function environmentProblem(error: unknown): string | undefined {
+  const { code, path, syscall, address, port } = error as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (syscall === 'listen' && code) return `cannot listen on ${address}:${port} (${code})`;
+  if (path && (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR' || code === 'ENOTDIR')) return `cannot open ${path} (${code})`;
+  return undefined;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
   try {
@@ -247,10 +258,9 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`fleet: ${error.message}`);
       return 1;
     }
-    // A file named on the command line that cannot be read is the user's to fix, not a crash.
-    const { code, path } = error as NodeJS.ErrnoException;
-    if (path && (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR')) {
-      console.error(`fleet: cannot read ${path} (${code})`);
+    const problem = environmentProblem(error);
+    if (problem) {
+      console.error(`fleet: ${problem}`);
       return 1;
     }
     throw error;

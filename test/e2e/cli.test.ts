@@ -120,6 +120,13 @@ describe('fleet sim', { timeout: 90_000 }, () => {
     assert.match(result.stdout, /^reports\s+.*\.json, .*\.html$/m);
   });
 
+  it('says which port is taken instead of crashing', async () => {
+    const taken = await fleet('serve', '--data', join(dir, 'second'), '--mqtt-port', String(serve.mqttPort), '--api-port', '0');
+    assert.equal(taken.code, 1);
+    assert.match(taken.stderr, new RegExp(`:${serve.mqttPort} \\(EADDRINUSE\\)`));
+    assert.doesNotMatch(taken.stderr, /\n\s+at /, 'no stack trace');
+  });
+
   it('exits 1 when a scenario misses its pass criteria', async () => {
     // Churn whose devices are almost never dropped in half a second: no reconnect to show.
     const result = await fleet('sim', ...target(), '--scenario', 'churn', '--devices', '2', '--duration', '0.5', '--drop-interval', '100000', '--rate', '0');
