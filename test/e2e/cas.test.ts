@@ -166,6 +166,16 @@ describe('CAs', { timeout: 90_000 }, () => {
       const audit = await fleet.api(`/v1/audit?certificate=${third.serial}`);
       assert.deepEqual([audit.json.entries[0].action, audit.json.entries[0].actor.startsWith('broker:')], ['certificate.jit_registered', true]);
       assert.match((await fleet.api('/metrics', { anonymous: true })).body.toString(), /fleet_jit_registrations_total\{outcome="ACTIVE"\} 1/);
+
+      // Even so, their CA cannot mint a way in as a device this service enrolled.
+      await fleet.enroll('ours-1');
+      const impostor = await deviceSignedBy(theirs, 'ours-1');
+      const outcome = await fleet.tryConnect(impostor);
+      assert.equal(outcome.returnCode, 5);
+      await end(outcome.client);
+      assert.equal((await fleet.logs.waitFor('refusal', { clientId: 'ours-1' })).reason, 'unregistered_certificate');
+      const refusedJit = (await fleet.api(`/v1/audit?certificate=${impostor.serial}`)).json.entries[0];
+      assert.deepEqual([refusedJit.action, refusedJit.reason], ['certificate.jit_refused', 'device_of_another_ca']);
     });
   });
 });
