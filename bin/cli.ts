@@ -10,7 +10,7 @@ import { formatReport } from '../registry/reports.js';
 import { pemDirectory, trustBundles } from '../provisioning/trust.js';
 import { dataLayout, DataDirError, initDataDir, recordInitialState } from './data-dir.js';
 import { trustDir } from './reload.js';
-import { DEFAULT_BROKER_OPTIONS, startService } from './service.js';
+import { DEFAULT_BREAK_GLASS_MAX_MS, DEFAULT_BROKER_OPTIONS, startService } from './service.js';
 
 const USAGE = `usage:
   fleet init   [--data DIR] [--database postgres://…]
@@ -19,6 +19,7 @@ const USAGE = `usage:
                [--publish-rate 100] [--publish-burst 200] [--max-packet-bytes 131072]
                [--connect-rate 1] [--connect-burst 2]
                [--address-connect-rate 200] [--address-connect-burst 400]
+               [--break-glass-max 14400]
   fleet report [--data DIR] [--database postgres://…] [--days 30] [--json]
   fleet operator add NAME [--data DIR] [--database postgres://…]
   fleet diagnose CERT.pem [--client-id ID] [--key KEY.pem] [--data DIR] [--database URL]
@@ -33,7 +34,8 @@ const USAGE = `usage:
          (SQLite) unless --database names a PostgreSQL database. Per device: publishes
          per second sustained and in a burst, the largest MQTT packet accepted, and
          CONNECTs per second sustained and in a burst; per source address, CONNECTs
-         per second (raise it for load tests from one host, or many devices behind NAT)
+         per second (raise it for load tests from one host, or many devices behind NAT);
+         the longest a break-glass grant may last, in seconds
   report the fleet report: expiring and old certificates, active certificates under a
          revoked or expired CA, shared certificates and conflicting client ids
   operator add  create an operator with an API token of its own (printed once); a
@@ -108,6 +110,7 @@ async function serve(args: string[]): Promise<number> {
     'connect-burst': { type: 'string' },
     'address-connect-rate': { type: 'string' },
     'address-connect-burst': { type: 'string' },
+    'break-glass-max': { type: 'string' },
   });
   const defaults = DEFAULT_BROKER_OPTIONS;
   const service = await startService({
@@ -118,6 +121,7 @@ async function serve(args: string[]): Promise<number> {
     apiPort: port(values['api-port'], 8443, '--api-port'),
     publicUrl: values['public-url'],
     logLevel: values['log-level'],
+    breakGlassMaxMs: positive(values['break-glass-max'], DEFAULT_BREAK_GLASS_MAX_MS / 1000, '--break-glass-max') * 1000,
     broker: {
       maxPacketBytes: positive(values['max-packet-bytes'], defaults.maxPacketBytes, '--max-packet-bytes'),
       publish: {

@@ -71,6 +71,9 @@ export const DEFAULT_BROKER_OPTIONS: BrokerOptions = Object.freeze({
   connectTimeoutMs: 10_000,
 });
 
+/** The longest a break-glass grant may last unless configured otherwise: one night shift. */
+export const DEFAULT_BREAK_GLASS_MAX_MS = 4 * 60 * 60 * 1000;
+
 /** The host to put in URLs: a wildcard address is no address to dial, so localhost. */
 function urlHost(host: string): string {
   if (host === '0.0.0.0' || host === '::') return 'localhost';
@@ -153,7 +156,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         presence: broker,
         broker,
         reload: () => reloader.reloadAll(),
-        breakGlassMaxMs: options.breakGlassMaxMs ?? 4 * 60 * 60 * 1000,
+        breakGlassMaxMs: options.breakGlassMaxMs ?? DEFAULT_BREAK_GLASS_MAX_MS,
         log,
       },
     );

@@ -135,6 +135,30 @@ describe('fleet sim', { timeout: 90_000 }, () => {
   });
 });
 
+describe('fleet serve', { timeout: 60_000 }, () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-serve-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('takes the longest break-glass grant from --break-glass-max', async () => {
+    const serve = await spawnServe(dir, { args: ['--break-glass-max', '60'] });
+    try {
+      const ca = await readFile(join(dir, 'pki', 'ca-bundle.pem'), 'utf8');
+      const token = (await readFile(join(dir, 'admin.token'), 'utf8')).trim();
+      await httpsRequest(`${serve.apiUrl}/v1/devices`, ca, { token, body: { id: 'bg-max' } });
+      const grant = (durationSeconds: number) => httpsRequest(`${serve.apiUrl}/v1/break-glass`, ca, { token, body: { deviceId: 'bg-max', waives: 'certificate_expired', reason: 'test', durationSeconds } });
+      const long = await grant(61);
+      assert.deepEqual([long.status, long.json.error.code], [400, 'grant_too_long']);
+      assert.equal((await grant(60)).status, 201);
+    } finally {
+      await serve.stop();
+    }
+    assert.equal((await fleet('serve', '--data', dir, '--break-glass-max', '0')).code, 2);
+  });
+});
+
 describe('fleet diagnose', { timeout: 90_000 }, () => {
   let dir: string;
   let serve: ServeProcess;
