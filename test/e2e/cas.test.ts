@@ -3,7 +3,7 @@
 // registration.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -49,6 +49,10 @@ describe('CAs', { timeout: 90_000 }, () => {
       assert.deepEqual([twice.status, twice.json.error.code], [409, 'ca_exists']);
       const badName = await fleet.api('/v1/cas', { body: { name: 'no spaces' } });
       assert.deepEqual([badName.status, badName.json.error.code], [400, 'invalid_ca_id']);
+
+      // Its key stays on disk for the owner only, and out of every answer.
+      assert.equal(statSync(join(fleet.dir, 'pki', 'cas', 'plant-a.key')).mode & 0o777, 0o600);
+      for (const answer of [plant, line, await fleet.api('/v1/cas'), await fleet.api('/v1/cas/plant-a')]) assert.doesNotMatch(answer.body.toString(), /PRIVATE KEY/);
 
       // A device under the new CA gets in without a restart, and its chain verifies.
       const device = await enrollUnder('line-1', 'meter-l1');
