@@ -3,7 +3,7 @@
 // registration.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -109,6 +109,14 @@ describe('CAs', { timeout: 90_000 }, () => {
       const root = await fleet.api('/v1/cas/root/revoke', { method: 'POST' });
       assert.deepEqual([root.status, root.json.error.code], [409, 'ca_is_root']);
     });
+  });
+
+  it('never writes a CA key into the log', () => {
+    const keys = ['root.key', 'issuing.key', join('cas', 'plant-a.key'), join('cas', 'line-1.key')].map((f) => readFileSync(join(fleet.dir, 'pki', f), 'utf8'));
+    const secrets = keys.flatMap((pem) => pem.split('\n').filter((line) => line.length > 0 && !line.startsWith('-----')));
+    const log = fleet.logs.lines.map((line) => JSON.stringify(line)).join('\n');
+    assert.ok(log.length > 0);
+    for (const secret of secrets) assert.ok(!log.includes(secret), 'a line of a CA key is in the log');
   });
 
   describe('operators’ own CAs', () => {
