@@ -17,6 +17,7 @@ import { startMosquitto } from '../firmware-sim/bench/mosquitto.js';
 import { startOurs } from '../firmware-sim/bench/ours.js';
 import { measure, sampleProcess, settledRssKiB } from '../firmware-sim/bench/proc.js';
 import { deviceIds } from '../firmware-sim/run.js';
+import { withIntermediates } from '../provisioning/pki/served-chain.js';
 import { issuanceBench, type IssuanceFigures } from './bench-issuance.js';
 import { registryBench } from './bench-registry.js';
 
@@ -31,12 +32,18 @@ interface Settings {
   concurrency: number;
   /** How long memory is watched for its low point, before and after connecting. */
   settleMs: number;
+  /** Devices that connect and leave before anything is measured. */
+  warmup: number;
 }
 
 interface BrokerFigures {
   connected: number;
   connectFailures: Record<string, number>;
+  /** On a warmed broker. */
   cpuUsPerConnect: number;
+  /** The same connects on a broker that has just started (reported in the JSON). */
+  coldCpuUsPerConnect: number;
+  /** On a broker that has just started (see measureMemory). */
   kibPerDevice: number;
   published: number;
   routed: number;
@@ -59,6 +66,8 @@ const say = (line: string) => console.error(line);
 interface Fleet {
   dataDir: string;
   devices: BenchDevice[];
+  /** Devices that only warm a broker up: never among those measured, so every measured connect is one the registry is asked about. */
+  warmup: BenchDevice[];
   reader: BenchDevice;
   pki: { caBundlePem: string; serverCertPem: string; serverKeyPem: string };
 }
@@ -77,30 +86,67 @@ async function enroll(s: Settings): Promise<Fleet> {
     const api = new ApiClient({ baseUrl: service.apiUrl, ca: service.ca, token: service.token });
     const prefix = `bench-${Date.now().toString(36)}`;
     const devices = await enrollFleet(api, deviceIds(prefix, s.devices), service.ca, 32, (n) => say(`  enrolled ${n}/${s.devices}`));
+    const warmup = await enrollFleet(api, deviceIds(`${prefix}-warmup`, s.warmup), service.ca, 32, () => undefined);
     const reader = await enrollReader(api, `${prefix}-reader`, service.ca);
     const pki = join(dataDir, 'pki');
     return {
       dataDir,
       devices,
+      warmup,
       reader,
-      pki: { caBundlePem: service.ca, serverCertPem: await readFile(join(pki, 'server.pem'), 'utf8'), serverKeyPem: await readFile(join(pki, 'server.key'), 'utf8') },
+      // The chain our service serves, so Mosquitto sends the same certificates.
+      pki: { caBundlePem: service.ca, serverCertPem: withIntermediates(await readFile(join(pki, 'server.pem'), 'utf8'), service.ca), serverKeyPem: await readFile(join(pki, 'server.key'), 'utf8') },
     };
   } finally {
     await service.stop();
   }
 }
 
-async function measureBroker(kind: BrokerKind, fleet: Fleet, devices: BenchDevice[], s: Settings): Promise<BrokerFigures> {
+async function startBroker(kind: BrokerKind, fleet: Fleet, s: Settings) {
   const ours = kind === 'ours' ? await startOurs(ourLimits(s), fleet.dataDir) : undefined;
   const broker = ours ?? (await startMosquitto(fleet.pki, { readers: [fleet.reader.id] }));
+  return { broker, ours };
+}
+
+/**
+ * Memory per device, on a broker that has served no connection yet: one that had would hold
+ * memory freed by them (its heap's and the allocator's) and hand it to the next ones, and
+ * the growth measured would be less than what a device really costs.
+ */
+async function measureMemory(kind: BrokerKind, fleet: Fleet, devices: BenchDevice[], s: Settings): Promise<Pick<BrokerFigures, 'kibPerDevice' | 'coldCpuUsPerConnect'>> {
+  const { broker } = await startBroker(kind, fleet, s);
   try {
     const reader = await connectDevice(fleet.reader, broker.mqttUrl);
-    const reading = await startReading(reader);
     const idleRssKiB = await settledRssKiB(broker.pid, s.settleMs);
-
     const connecting = await measure(broker.pid, () => connectAll(devices, broker.mqttUrl, s.concurrency));
     const { connected } = connecting.result;
     const connectedRssKiB = await settledRssKiB(broker.pid, s.settleMs);
+    say(`  ${kind}: ${((connectedRssKiB - idleRssKiB) / Math.max(1, connected.length)).toFixed(1)} KiB per device, ${connected.length} connected to a fresh broker`);
+    await disconnectAll([...connected, reader]);
+    return { kibPerDevice: (connectedRssKiB - idleRssKiB) / Math.max(1, connected.length), coldCpuUsPerConnect: (connecting.cpuMs * 1000) / Math.max(1, connected.length) };
+  } finally {
+    await broker.stop();
+  }
+}
+
+/**
+ * CPU per connect and per message, and revocation, on a broker in its steady state: a
+ * broker runs for months, and a fresh Node.js process spends its first thousands of connects
+ * compiling its hot code. Both brokers get the same warm-up (devices of their own connect and
+ * leave) before anything is measured.
+ */
+async function measureWork(kind: BrokerKind, fleet: Fleet, devices: BenchDevice[], s: Settings): Promise<Omit<BrokerFigures, 'kibPerDevice' | 'coldCpuUsPerConnect'>> {
+  const { broker, ours } = await startBroker(kind, fleet, s);
+  try {
+    const reader = await connectDevice(fleet.reader, broker.mqttUrl);
+    const reading = await startReading(reader);
+    const warmup = await connectAll(fleet.warmup, broker.mqttUrl, s.concurrency);
+    await disconnectAll(warmup.connected);
+    await sleep(1000);
+
+    const connecting = await measure(broker.pid, () => connectAll(devices, broker.mqttUrl, s.concurrency));
+    const { connected } = connecting.result;
+    await sleep(s.settleMs / 4);
     const idleFrom = sampleProcess(broker.pid).cpuMs;
     await sleep(1000);
     const idleCpuMsPerSecond = sampleProcess(broker.pid).cpuMs - idleFrom;
@@ -121,7 +167,6 @@ async function measureBroker(kind: BrokerKind, fleet: Fleet, devices: BenchDevic
       connected: connected.length,
       connectFailures: connecting.result.failures,
       cpuUsPerConnect: (connecting.cpuMs * 1000) / Math.max(1, connected.length),
-      kibPerDevice: (connectedRssKiB - idleRssKiB) / Math.max(1, connected.length),
       published: telemetry.result.published,
       routed: telemetry.result.received,
       cpuUsPerMessage: (messageCpuMs * 1000) / Math.max(1, telemetry.result.received),
@@ -130,6 +175,11 @@ async function measureBroker(kind: BrokerKind, fleet: Fleet, devices: BenchDevic
   } finally {
     await broker.stop();
   }
+}
+
+async function measureBroker(kind: BrokerKind, fleet: Fleet, devices: BenchDevice[], s: Settings): Promise<BrokerFigures> {
+  const memory = await measureMemory(kind, fleet, devices, s);
+  return { ...memory, ...(await measureWork(kind, fleet, devices, s)) };
 }
 
 function table(rounds: Round[], s: Settings): string {
@@ -178,6 +228,7 @@ async function main(): Promise<void> {
     certificates: Number(values.certificates ?? (quick ? 2000 : 10_000)),
     concurrency: 64,
     settleMs: quick ? 5000 : 20_000,
+    warmup: Math.min(quick ? 300 : 2000, Number(values.devices ?? (quick ? 300 : 10_000))),
   };
   say(`enrolling ${s.devices} devices and a telemetry reader`);
   const fleet = await enroll(s);

@@ -7,8 +7,10 @@ import { InProcessEventBus } from '../registry/events.js';
 import { openStore } from '../registry/open.js';
 import { Registry } from '../registry/registry.js';
 import { formatReport } from '../registry/reports.js';
+import { pemDirectory, trustBundles } from '../provisioning/trust.js';
 import { dataLayout, DataDirError, initDataDir, recordInitialState } from './data-dir.js';
-import { DEFAULT_BROKER_OPTIONS, startService } from './service.js';
+import { trustDir } from './reload.js';
+import { DEFAULT_BREAK_GLASS_MAX_MS, DEFAULT_BROKER_OPTIONS, startService } from './service.js';
 
 const USAGE = `usage:
   fleet init   [--data DIR] [--database postgres://…] [--issuing-ca-days 1826]
@@ -18,7 +20,7 @@ const USAGE = `usage:
                [--publish-rate 100] [--publish-burst 200] [--max-packet-bytes 131072]
                [--connect-rate 1] [--connect-burst 2]
                [--address-connect-rate 200] [--address-connect-burst 400]
-               [--tls-session-tickets]
+               [--tls-session-tickets] [--break-glass-max 14400]
   fleet report [--data DIR] [--database postgres://…] [--days 30] [--json]
   fleet operator add NAME [--data DIR] [--database postgres://…]
   fleet diagnose CERT.pem [--client-id ID] [--key KEY.pem] [--data DIR] [--database URL]
@@ -35,9 +37,10 @@ const USAGE = `usage:
          (SQLite) unless --database names a PostgreSQL database. Per device: publishes
          per second sustained and in a burst, the largest MQTT packet accepted, and
          CONNECTs per second sustained and in a burst; per source address, CONNECTs
-         per second (raise it for load tests from one host, or many devices behind NAT).
-         --tls-session-tickets lets devices resume TLS sessions (off by default: the
-         tickets cost more than they save for devices that stay connected)
+         per second (raise it for load tests from one host, or many devices behind NAT);
+         the longest a break-glass grant may last, in seconds. --tls-session-tickets
+         lets devices resume TLS sessions (off by default: the tickets cost more than
+         they save for devices that stay connected)
   report the fleet report: expiring and old certificates, active certificates under a
          revoked or expired CA, shared certificates and conflicting client ids
   operator add  create an operator with an API token of its own (printed once); a
@@ -120,6 +123,7 @@ async function serve(args: string[]): Promise<number> {
     'address-connect-burst': { type: 'string' },
     'tls-session-tickets': { type: 'boolean', default: false },
     'issuing-ca-days': { type: 'string' },
+    'break-glass-max': { type: 'string' },
   });
   const defaults = DEFAULT_BROKER_OPTIONS;
   const service = await startService({
@@ -132,6 +136,7 @@ async function serve(args: string[]): Promise<number> {
     logLevel: values['log-level'],
     sessionTickets: values['tls-session-tickets'],
     issuingCaLifetimeMs: issuingLifetime(values['issuing-ca-days']),
+    breakGlassMaxMs: positive(values['break-glass-max'], DEFAULT_BREAK_GLASS_MAX_MS / 1000, '--break-glass-max') * 1000,
     broker: {
       maxPacketBytes: positive(values['max-packet-bytes'], defaults.maxPacketBytes, '--max-packet-bytes'),
       publish: {
@@ -210,7 +215,9 @@ async function diagnose(args: string[]): Promise<number> {
         clientId: values['client-id'],
       },
       {
-        trustPem: `${await readFile(layout.pki.caBundle, 'utf8')}${(await registry.authorities.list()).filter((c) => c.external).map((c) => c.pem).join('')}`,
+        // What the broker trusts for client certificates: revoked CAs included (their devices
+        // are refused as revoked, not as strangers), operators' CAs and pki/trust.d/.
+        trustPem: trustBundles(await registry.authorities.list(), await pemDirectory(trustDir(layout))).clientTrustPem,
         now: systemClock,
         registry,
       },
@@ -223,6 +230,17 @@ async function diagnose(args: string[]): Promise<number> {
 async function sim(args: string[]): Promise<number> {
   const { runSimCommand } = await import('../firmware-sim/command.js');
   return runSimCommand(args);
+}
+
+/**
+ * A failure the user fixes on their machine, not a crash: a file named on the command line
+ * that cannot be opened, a port another program holds.
+ */
+function environmentProblem(error: unknown): string | undefined {
+  const { code, path, syscall, address, port } = error as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (syscall === 'listen' && code) return `cannot listen on ${address}:${port} (${code})`;
+  if (path && (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR' || code === 'ENOTDIR')) return `cannot open ${path} (${code})`;
+  return undefined;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -257,6 +275,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (error instanceof DataDirError) {
       console.error(`fleet: ${error.message}`);
+      return 1;
+    }
+    const problem = environmentProblem(error);
+    if (problem) {
+      console.error(`fleet: ${problem}`);
       return 1;
     }
     throw error;

@@ -81,6 +81,9 @@ export const DEFAULT_BROKER_OPTIONS: BrokerOptions = Object.freeze({
   connectTimeoutMs: 10_000,
 });
 
+/** The longest a break-glass grant may last unless configured otherwise: one night shift. */
+export const DEFAULT_BREAK_GLASS_MAX_MS = 4 * 60 * 60 * 1000;
+
 /** The host to put in URLs: a wildcard address is no address to dial, so localhost. */
 function urlHost(host: string): string {
   if (host === '0.0.0.0' || host === '::') return 'localhost';
@@ -96,138 +99,151 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   const layout = dataLayout(options.dataDir);
   if (await initDataDir(layout.dir, clock, { issuingLifetimeMs: options.issuingCaLifetimeMs })) log.info({ event: 'data_dir_created', dir: layout.dir }, 'created data directory with a new dev PKI');
 
-  const store = await openStore(options.database ?? layout.registry);
-  const bus = new InProcessEventBus();
-  const registry = new Registry({ store, bus, clock });
-  await recordInitialState(registry, layout, clock);
-  const keyring = await CaKeyring.load(layout.pki, await registry.authorities.list());
-  const metrics = new MetricsRegistry();
-  collectDefaultMetrics({ register: metrics });
-  let apiPort = options.apiPort;
-  const publicUrl = () => options.publicUrl ?? `https://${urlHost(options.host)}:${apiPort}`;
-  const rotator = new CaRotator({ rotation: registry.rotation, cas: registry.authorities, keyring, clock, log, metrics, crlUrl: (id) => `${publicUrl()}${crlPath(id)}` });
-  await rotator.start();
-  bus.subscribe((event) => rotator.apply(event));
-  const server = await loadServerCredentials(layout.pki, keyring.get(rotator.current())!, clock);
-
-  const graph = await FleetGraph.build(store);
-  bus.subscribe((event) => graph.apply(event));
-
-  const provisioning = new Provisioning(
-    { certificateLifetimeMs: options.certificateLifetimeMs ?? 30 * DAY_MS, backdateMs: 60_000, publicUrl },
-    { registry, keyring, issuing: rotator, clock, log },
-  );
-  const claims = new ClaimProvisioning({ registry, provisioning, clock, log });
-
-  const crlRevocations = new CrlRevocations();
-  const brokerOptions: BrokerOptions = { ...DEFAULT_BROKER_OPTIONS, id: randomUUID(), ...options.broker };
-  const broker = await DeviceBroker.create(brokerOptions, { registry: brokerRegistry(registry, brokerOptions.id!, crlRevocations), events: bus, clock, log, metrics, claims: claimPort(registry, claims) });
-
-  const extraTrust = () => pemDirectory(trustDir(layout), (file, problem) => log.error({ event: 'trust_file_ignored', file, problem }, 'a file in pki/trust.d/ is not a certificate'));
-  const trust = await Trust.load(() => registry.authorities.list(), extraTrust, layout.pki.caBundle);
-  // Both servers send their certificate with its intermediates.
-  const servedCert = withIntermediates(server.certPem, trust.bundles.caBundlePem);
-  const listener = await listenMutualTls(
-    broker,
-    { key: server.keyPem, cert: servedCert, ca: trust.bundles.clientTrustPem },
-    { host: options.host, port: options.mqttPort },
-    { handshakeTimeoutMs: brokerOptions.handshakeTimeoutMs, sessionTickets: options.sessionTickets ?? false },
-  );
-
-  const crls = new Crls(keyring, (id) => registry.authorities.crlEntries(id), async (id) => (await registry.authorities.get(id)).parentId, clock, log);
-  await crls.start((await registry.authorities.list()).filter((c) => !c.external).map((c) => c.id));
-  bus.subscribe((event) => crls.apply(event));
-
-  // Trust, the server certificate and operators' CRLs reload on change and on request; a
-  // reload's failure is logged, not the change's (which is already durable).
-  const reloader = new Reloader({
-    layout,
-    trust,
-    listener,
-    broker,
-    registry,
-    crlRevocations,
-    apiSecureContext: ({ key, cert }) => api.server.setSecureContext({ key, cert, minVersion: 'TLSv1.2' }),
-    log,
-  });
-  const api = await buildApi(
-    { tls: { key: server.keyPem, cert: servedCert } },
-    {
-      provisioning,
-      claims,
-      registry,
-      graph,
-      crls,
-      caBundle: () => trust.bundles.caBundlePem,
-      metrics,
-      presence: broker,
-      broker,
-      reload: () => reloader.reloadAll(),
-      rotation: rotator,
-      breakGlassMaxMs: options.breakGlassMaxMs ?? 4 * 60 * 60 * 1000,
-      log,
-    },
-  );
-
-  bus.subscribe(async (event) => {
-    if (event.type !== 'ca.created' && event.type !== 'ca.status') return;
-    await reloader.reloadTrust().catch((err: unknown) => log.error({ err, event: 'trust_reload_failed' }, 'trust bundle could not be rebuilt'));
-  });
-  // The broker and API certificate follows the issuing CA that signs now, so the superseded
-  // one can retire from every bundle without taking the server's chain with it.
-  bus.subscribe(async (event) => {
-    if (event.type !== 'ca.rotation' || event.state !== 'active') return;
-    await keyring.adopt(await registry.authorities.get(event.caId));
-    const issuing = keyring.get(event.caId);
-    if (!issuing || (await serverIssuedBy(layout.pki, issuing))) return;
-    await reissueServerCertificate(layout.pki, issuing, clock)
-      .then(() => reloader.reloadServer())
-      .catch((err: unknown) => log.error({ err, event: 'server_certificate_reissue_failed' }, 'server certificate could not be reissued under the new issuing CA'));
-  });
-  await reloader.reloadCrls();
-  reloader.watch();
-
-  const refreshExpiring = () =>
-    store.certificates.count({ status: 'ACTIVE', notAfterBefore: new Date(clock().getTime() + 30 * DAY_MS) }).then(
-      (n) => broker.telemetry.expiringCertificates(n),
-      (err: unknown) => log.warn({ err }, 'expiring certificates not counted'),
-    );
-  await refreshExpiring();
-  const expiringTimer = setInterval(() => void refreshExpiring(), 60_000);
-  expiringTimer.unref();
-
-  await api.listen({ host: options.host, port: options.apiPort });
-  apiPort = (api.server.address() as { port: number }).port;
-  rotator.run(options.rotationIntervalMs ?? 60_000);
-
-  log.info(
-    { event: 'listening', mqtt: `mqtts://${urlHost(options.host)}:${listener.port}`, api: publicUrl(), dataDir: layout.dir, registry: store.dialect, graph: graph.size },
-    'fleet service ready',
-  );
-
-  let closing: Promise<void> | undefined;
-  return {
-    mqttPort: listener.port,
-    apiPort,
-    apiUrl: `https://${urlHost(options.host)}:${apiPort}`,
-    dataDir: layout.dir,
-    log,
-    broker,
-    graph,
-    reloader,
-    rotator,
-    close: () =>
-      (closing ??= (async () => {
-        clearInterval(expiringTimer);
-        await rotator.stop();
-        reloader.stop();
-        await api.close();
-        await listener.close();
-        await broker.close();
-        crls.stop();
-        await bus.close();
-        await store.close();
-        await new Promise<void>((resolve) => log.flush(() => resolve()));
-      })()),
+  // What has been started, to stop in reverse order: on close, or when a later step fails
+  // (a port already taken), so a failed start leaves nothing running.
+  const teardown: (() => unknown)[] = [];
+  const stop = async () => {
+    while (teardown.length > 0) await teardown.pop()!();
   };
+  try {
+    const store = await openStore(options.database ?? layout.registry);
+    teardown.push(() => store.close());
+    const bus = new InProcessEventBus();
+    teardown.push(() => bus.close());
+    const registry = new Registry({ store, bus, clock });
+    await recordInitialState(registry, layout, clock);
+    const keyring = await CaKeyring.load(layout.pki, await registry.authorities.list());
+    const metrics = new MetricsRegistry();
+    collectDefaultMetrics({ register: metrics });
+    let apiPort = options.apiPort;
+    const publicUrl = () => options.publicUrl ?? `https://${urlHost(options.host)}:${apiPort}`;
+    const rotator = new CaRotator({ rotation: registry.rotation, cas: registry.authorities, keyring, clock, log, metrics, crlUrl: (id) => `${publicUrl()}${crlPath(id)}` });
+    await rotator.start();
+    bus.subscribe((event) => rotator.apply(event));
+    const server = await loadServerCredentials(layout.pki, keyring.get(rotator.current())!, clock);
+
+    const graph = await FleetGraph.build(store);
+    bus.subscribe((event) => graph.apply(event));
+
+    const provisioning = new Provisioning(
+      { certificateLifetimeMs: options.certificateLifetimeMs ?? 30 * DAY_MS, backdateMs: 60_000, publicUrl },
+      { registry, keyring, issuing: rotator, clock, log },
+    );
+    const claims = new ClaimProvisioning({ registry, provisioning, clock, log });
+
+    const crlRevocations = new CrlRevocations();
+    const brokerOptions: BrokerOptions = { ...DEFAULT_BROKER_OPTIONS, id: randomUUID(), ...options.broker };
+    const broker = await DeviceBroker.create(brokerOptions, { registry: brokerRegistry(registry, brokerOptions.id!, crlRevocations), events: bus, clock, log, metrics, claims: claimPort(registry, claims) });
+    teardown.push(() => broker.close());
+
+    const extraTrust = () => pemDirectory(trustDir(layout), (file, problem) => log.error({ event: 'trust_file_ignored', file, problem }, 'a file in pki/trust.d/ is not a certificate'));
+    const trust = await Trust.load(() => registry.authorities.list(), extraTrust, layout.pki.caBundle);
+    // Both servers send their certificate with its intermediates.
+    const servedCert = withIntermediates(server.certPem, trust.bundles.caBundlePem);
+    const listener = await listenMutualTls(
+      broker,
+      { key: server.keyPem, cert: servedCert, ca: trust.bundles.clientTrustPem },
+      { host: options.host, port: options.mqttPort },
+      { handshakeTimeoutMs: brokerOptions.handshakeTimeoutMs, sessionTickets: options.sessionTickets ?? false },
+    );
+    teardown.push(() => listener.close());
+
+    const crls = new Crls(keyring, (id) => registry.authorities.crlEntries(id), async (id) => (await registry.authorities.get(id)).parentId, clock, log);
+    teardown.push(() => crls.stop());
+    await crls.start((await registry.authorities.list()).filter((c) => !c.external).map((c) => c.id));
+    bus.subscribe((event) => crls.apply(event));
+
+    // Trust, the server certificate and operators' CRLs reload on change and on request; a
+    // reload's failure is logged, not the change's (which is already durable).
+    const reloader = new Reloader({
+      layout,
+      trust,
+      listener,
+      broker,
+      registry,
+      crlRevocations,
+      apiSecureContext: ({ key, cert }) => api.server.setSecureContext({ key, cert, minVersion: 'TLSv1.2' }),
+      log,
+    });
+    teardown.push(() => reloader.stop());
+    const api = await buildApi(
+      { tls: { key: server.keyPem, cert: servedCert } },
+      {
+        provisioning,
+        claims,
+        registry,
+        graph,
+        crls,
+        caBundle: () => trust.bundles.caBundlePem,
+        metrics,
+        presence: broker,
+        broker,
+        reload: () => reloader.reloadAll(),
+        rotation: rotator,
+        breakGlassMaxMs: options.breakGlassMaxMs ?? DEFAULT_BREAK_GLASS_MAX_MS,
+        log,
+      },
+    );
+    teardown.push(() => api.close());
+
+    bus.subscribe(async (event) => {
+      if (event.type !== 'ca.created' && event.type !== 'ca.status') return;
+      await reloader.reloadTrust().catch((err: unknown) => log.error({ err, event: 'trust_reload_failed' }, 'trust bundle could not be rebuilt'));
+    });
+    // The broker and API certificate follows the issuing CA that signs now, so the superseded
+    // one can retire from every bundle without taking the server's chain with it.
+    bus.subscribe(async (event) => {
+      if (event.type !== 'ca.rotation' || event.state !== 'active') return;
+      await keyring.adopt(await registry.authorities.get(event.caId));
+      const issuing = keyring.get(event.caId);
+      if (!issuing || (await serverIssuedBy(layout.pki, issuing))) return;
+      await reissueServerCertificate(layout.pki, issuing, clock)
+        .then(() => reloader.reloadServer())
+        .catch((err: unknown) => log.error({ err, event: 'server_certificate_reissue_failed' }, 'server certificate could not be reissued under the new issuing CA'));
+    });
+    await reloader.reloadCrls();
+    reloader.watch();
+
+    const refreshExpiring = () =>
+      store.certificates.count({ status: 'ACTIVE', notAfterBefore: new Date(clock().getTime() + 30 * DAY_MS) }).then(
+        (n) => broker.telemetry.expiringCertificates(n),
+        (err: unknown) => log.warn({ err }, 'expiring certificates not counted'),
+      );
+    await refreshExpiring();
+    const expiringTimer = setInterval(() => void refreshExpiring(), 60_000);
+    expiringTimer.unref();
+    teardown.push(() => clearInterval(expiringTimer));
+
+    await api.listen({ host: options.host, port: options.apiPort });
+    apiPort = (api.server.address() as { port: number }).port;
+    rotator.run(options.rotationIntervalMs ?? 60_000);
+    teardown.push(() => rotator.stop());
+
+    log.info(
+      { event: 'listening', mqtt: `mqtts://${urlHost(options.host)}:${listener.port}`, api: publicUrl(), dataDir: layout.dir, registry: store.dialect, graph: graph.size },
+      'fleet service ready',
+    );
+
+    let closing: Promise<void> | undefined;
+    return {
+      mqttPort: listener.port,
+      apiPort,
+      apiUrl: `https://${urlHost(options.host)}:${apiPort}`,
+      dataDir: layout.dir,
+      log,
+      broker,
+      graph,
+      reloader,
+      rotator,
+      close: () =>
+        (closing ??= (async () => {
+          await stop();
+          await new Promise<void>((resolve) => log.flush(() => resolve()));
+        })()),
+    };
+  } catch (error) {
+    await stop().catch((cause: unknown) => log.error({ err: cause }, 'failed start not fully stopped'));
+    await new Promise<void>((resolve) => log.flush(() => resolve()));
+    throw error;
+  }
 }

@@ -19,7 +19,7 @@ import { JustInTime, type JitRegistry } from './jit.js';
 import { PacketLengthWatch, PublishPacer, type PublishLimits } from './limits.js';
 import { parseCertificates, subjectLine, type PeerCertificateFacts, type PeerFacts } from './peer.js';
 import { Refusal, type Reason, type RefusalFacts } from './reasons.js';
-import { newSession, SessionIndex, type Session } from './sessions.js';
+import { closeSession, newSession, SessionIndex, unsubscribeSession, type Session, type SessionClient } from './sessions.js';
 import { BrokerTelemetry } from './telemetry.js';
 import { isOwnTopic } from './topics.js';
 import { VerdictCache, type AdmissionSource, type VerdictCacheOptions } from './verdicts.js';
@@ -66,6 +66,8 @@ export interface BrokerDeps {
 /** Per-connection state, kept only while the connection lives. */
 interface Connection {
   peer: PeerFacts;
+  /** Follows the packet headers the device sends, to refuse an oversized packet before it is buffered. */
+  lengths: PacketLengthWatch;
   willTopic?: string;
   keepalive?: number;
   session?: Session;
@@ -125,13 +127,43 @@ export class DeviceBroker {
 
   /** Takes a connection whose transport has finished its handshake. */
   handle(stream: Duplex, peer: PeerFacts): void {
-    const connection: Connection = { peer };
+    const connection: Connection = { peer, lengths: new PacketLengthWatch(this.options.maxPacketBytes) };
     this.#connections.set(stream, connection);
-    this.#watchPacketLengths(stream, connection);
+    stream.read = this.#watchedRead;
     coalesceWrites(stream);
-    stream.once('close', () => this.#onClose(connection));
+    stream.on('close', this.#streamClosed);
     this.#aedes.handle(stream);
   }
+
+  // The stream hooks every connection shares, made once per broker (they find their
+  // connection by the stream they are called on): ten thousand idle devices hold no closure
+  // of their own for them.
+  readonly #streamClosed = ((broker: DeviceBroker) =>
+    function (this: Duplex): void {
+      const connection = broker.#connections.get(this);
+      if (connection) broker.#onClose(connection);
+    })(this);
+
+  /**
+   * Replaces each stream's read: looks at every chunk Aedes takes for an oversized or
+   * malformed packet header, and ends the connection before the parser starts buffering such
+   * a packet.
+   */
+  readonly #watchedRead = ((broker: DeviceBroker) =>
+    function (this: Duplex, size?: number): unknown {
+      const chunk: unknown = (Object.getPrototypeOf(this) as Duplex).read.call(this, size);
+      const connection = broker.#connections.get(this);
+      if (!connection || !Buffer.isBuffer(chunk)) return chunk;
+      const problem = connection.lengths.scan(chunk);
+      if (!problem) return chunk;
+      if (problem.kind === 'too_large') {
+        broker.#refuse('packet_too_large', connection, undefined, { detail: `${problem.announced} bytes announced, ${broker.options.maxPacketBytes} allowed` });
+      } else {
+        broker.#refuse('protocol_violation', connection, undefined, { detail: 'malformed remaining length' });
+      }
+      this.destroy();
+      return null;
+    })(this);
 
   isConnected(deviceId: string): boolean {
     return this.sessions.isConnected(deviceId);
@@ -238,8 +270,7 @@ export class DeviceBroker {
       serial: certificate?.serial ?? '',
       peer: peer.address,
       issuer: certificate?.issuer ?? '',
-      close: () => client.close(),
-      unsubscribe: (filter) => client.unsubscribe({ unsubscriptions: [filter] } as unknown as Subscription, () => undefined),
+      client: client as unknown as SessionClient,
     });
     this.sessions.track(session);
     connection.session = session;
@@ -268,7 +299,6 @@ export class DeviceBroker {
     }
     session.phase = 'authenticated';
     this.#noteTakeover(session);
-    connection.pacer = new PublishPacer(this.options.publish, this.#now());
     this.#telemetry.admitted({ ...facts, grant: session.grant?.id, monitored: session.monitored || undefined }, seconds);
     return undefined;
   }
@@ -427,8 +457,9 @@ export class DeviceBroker {
       // MQTT 3.1.1 has no negative PUBACK: an unauthorized PUBLISH closes the connection.
       else return done(this.#refuse('topic_denied', connection, client.id, { topic: packet.topic }));
     }
-    if (client.closed || !connection.pacer) return done(null); // its will, published as it leaves
-    const wait = connection.pacer.take(this.#now());
+    if (client.closed) return done(null); // its will, published as it leaves
+    // Made at the first publish: a device that only listens never needs one.
+    const wait = (connection.pacer ??= new PublishPacer(this.options.publish, this.#now())).take(this.#now());
     if (wait === 0) return done(null);
     if (wait > this.options.publish.maxBacklogMs) {
       return done(this.#refuse('publish_rate_exceeded', connection, client.id, { detail: `${wait} ms behind` }));
@@ -546,7 +577,7 @@ export class DeviceBroker {
         for (const filter of session.filters ?? []) {
           if (isOwnTopic(deviceId, filter) || policy.maySubscribe(filter) || session.monitored) continue;
           session.filters!.delete(filter);
-          session.unsubscribe(filter);
+          unsubscribeSession(session, filter);
           this.deps.log.info({ event: 'grant_withdrawn', deviceId, topic: filter }, 'subscription removed after a policy change');
         }
       }
@@ -554,7 +585,7 @@ export class DeviceBroker {
   }
 
   #terminate(session: Session, reason: Reason, recordedAt?: number): void {
-    session.close();
+    closeSession(session);
     this.#terminated(session, reason, recordedAt);
   }
 
@@ -590,28 +621,6 @@ export class DeviceBroker {
       subject: c?.subject,
       issuer: c?.issuer,
       detail,
-    };
-  }
-
-  /**
-   * Watches each chunk Aedes takes from the stream for an oversized or malformed packet
-   * header, and ends the connection before the parser starts buffering such a packet.
-   */
-  #watchPacketLengths(stream: Duplex, connection: Connection): void {
-    const watch = new PacketLengthWatch(this.options.maxPacketBytes);
-    const read = stream.read.bind(stream);
-    stream.read = (size?: number): unknown => {
-      const chunk: unknown = read(size);
-      if (!Buffer.isBuffer(chunk)) return chunk;
-      const problem = watch.scan(chunk);
-      if (!problem) return chunk;
-      if (problem.kind === 'too_large') {
-        this.#refuse('packet_too_large', connection, undefined, { detail: `${problem.announced} bytes announced, ${this.options.maxPacketBytes} allowed` });
-      } else {
-        this.#refuse('protocol_violation', connection, undefined, { detail: 'malformed remaining length' });
-      }
-      stream.destroy();
-      return null;
     };
   }
 }

@@ -26,32 +26,63 @@ export interface Session {
   claim?: ClaimSession;
   /** Admitted through a break-glass grant: ends when the grant does. */
   grant?: { id: string; waives: Reason; timer?: NodeJS.Timeout };
-  /** Closes the connection; provided by the transport. */
-  close(): void;
-  /** Removes one of the connection's subscriptions; provided by the transport. */
-  unsubscribe(filter: string): void;
+  /** The connection's MQTT client, as much of it as a session needs. */
+  readonly client: SessionClient;
 }
 
-export function newSession(init: Pick<Session, 'fingerprint' | 'deviceId' | 'serial' | 'peer' | 'issuer' | 'close' | 'unsubscribe'>): Session {
+/** What a session does to its connection (Aedes' Client has both). */
+export interface SessionClient {
+  close(): void;
+  unsubscribe(packet: { unsubscriptions: string[] }, done: () => void): void;
+}
+
+const ignore = () => undefined;
+
+export function newSession(init: Pick<Session, 'fingerprint' | 'deviceId' | 'serial' | 'peer' | 'issuer' | 'client'>): Session {
   return { ...init, phase: 'admitting', policy: AccessPolicy.own(init.deviceId) };
 }
 
-function addTo<K>(index: Map<K, Set<Session>>, key: K, session: Session) {
-  let set = index.get(key);
-  if (!set) index.set(key, (set = new Set()));
-  set.add(session);
+/** Closes a session's connection. */
+export function closeSession(session: Session): void {
+  session.client.close();
 }
 
-function removeFrom<K>(index: Map<K, Set<Session>>, key: K, session: Session) {
-  const set = index.get(key);
-  if (!set) return;
-  set.delete(session);
-  if (set.size === 0) index.delete(key);
+/** Removes one of a session's subscriptions. */
+export function unsubscribeSession(session: Session, filter: string): void {
+  session.client.unsubscribe({ unsubscriptions: [filter] }, ignore);
+}
+
+// A key nearly always has one session (two only while one takes over from the other), so the
+// index holds the session itself and an array only when there are more: a Set per key would
+// cost ten thousand idle devices a hash table each, twice over.
+type Slot = Session | Session[];
+
+function addTo<K>(index: Map<K, Slot>, key: K, session: Session) {
+  const slot = index.get(key);
+  if (slot === undefined) index.set(key, session);
+  else if (Array.isArray(slot)) {
+    if (!slot.includes(session)) slot.push(session);
+  } else if (slot !== session) index.set(key, [slot, session]);
+}
+
+function removeFrom<K>(index: Map<K, Slot>, key: K, session: Session) {
+  const slot = index.get(key);
+  if (slot === session) index.delete(key);
+  else if (Array.isArray(slot)) {
+    const remaining = slot.filter((s) => s !== session);
+    if (remaining.length === 0) index.delete(key);
+    else index.set(key, remaining.length === 1 ? remaining[0]! : remaining);
+  }
+}
+
+function sessionsIn(slot: Slot | undefined): readonly Session[] {
+  if (slot === undefined) return [];
+  return Array.isArray(slot) ? slot : [slot];
 }
 
 export class SessionIndex {
-  readonly #byFingerprint = new Map<string, Set<Session>>();
-  readonly #byDevice = new Map<string, Set<Session>>();
+  readonly #byFingerprint = new Map<string, Slot>();
+  readonly #byDevice = new Map<string, Slot>();
   #ready = 0;
 
   track(session: Session): void {
@@ -77,16 +108,16 @@ export class SessionIndex {
    * being admitted are refused when their admission resumes. Returns the ready ones closed.
    */
   condemnFingerprint(fingerprint: string, reason: Reason, recordedAt?: number): Session[] {
-    return this.#condemn(this.#byFingerprint.get(fingerprint), reason, recordedAt);
+    return this.#condemn(sessionsIn(this.#byFingerprint.get(fingerprint)), reason, recordedAt);
   }
 
   condemnDevice(deviceId: string, reason: Reason, recordedAt?: number): Session[] {
-    return this.#condemn(this.#byDevice.get(deviceId), reason, recordedAt);
+    return this.#condemn(sessionsIn(this.#byDevice.get(deviceId)), reason, recordedAt);
   }
 
   /** Condemns the given sessions (for example those a grant or a trust change no longer covers). */
   condemn(sessions: Iterable<Session>, reason: Reason): Session[] {
-    return this.#condemn(new Set(sessions), reason);
+    return this.#condemn([...new Set(sessions)], reason);
   }
 
   /** Moves a session to another device id (monitor mode learns the claimed id only at CONNECT). */
@@ -98,20 +129,20 @@ export class SessionIndex {
 
   /** The live sessions of a device (normally one; more during a takeover). */
   ofDevice(deviceId: string): Session[] {
-    return [...(this.#byDevice.get(deviceId) ?? [])].filter((s) => s.phase !== 'closed');
+    return sessionsIn(this.#byDevice.get(deviceId)).filter((s) => s.phase !== 'closed');
   }
 
   ofFingerprint(fingerprint: string): Session[] {
-    return [...(this.#byFingerprint.get(fingerprint) ?? [])].filter((s) => s.phase !== 'closed');
+    return sessionsIn(this.#byFingerprint.get(fingerprint)).filter((s) => s.phase !== 'closed');
   }
 
   *all(): IterableIterator<Session> {
-    for (const set of this.#byDevice.values()) yield* set;
+    for (const slot of this.#byDevice.values()) yield* sessionsIn(slot);
   }
 
   /** A device with an admitted session that no status change has condemned. */
   isConnected(deviceId: string): boolean {
-    for (const session of this.#byDevice.get(deviceId) ?? []) if (session.phase === 'ready' && !session.doomed) return true;
+    for (const session of sessionsIn(this.#byDevice.get(deviceId))) if (session.phase === 'ready' && !session.doomed) return true;
     return false;
   }
 
@@ -119,14 +150,15 @@ export class SessionIndex {
     return this.#ready;
   }
 
-  #condemn(sessions: Set<Session> | undefined, reason: Reason, recordedAt?: number): Session[] {
+  #condemn(sessions: readonly Session[], reason: Reason, recordedAt?: number): Session[] {
     const closed: Session[] = [];
-    for (const session of [...(sessions ?? [])]) {
+    // A copy: closing a session may change the index under the loop.
+    for (const session of [...sessions]) {
       if (session.doomed) continue; // already condemned by an earlier event
       session.doomed = { reason, recordedAt };
       if (session.phase === 'ready') {
         closed.push(session);
-        session.close();
+        closeSession(session);
       }
     }
     return closed;

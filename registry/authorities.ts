@@ -24,7 +24,7 @@ export interface UnknownCertificate {
   pem: string;
 }
 
-export type JitRefusal = 'policy' | 'invalid_device_id' | 'device_decommissioned' | 'public_key_in_use' | 'ca_revoked';
+export type JitRefusal = 'policy' | 'invalid_device_id' | 'device_decommissioned' | 'device_of_another_ca' | 'public_key_in_use' | 'ca_revoked';
 
 export type JitOutcome = { outcome: 'registered'; status: CertificateStatus; deviceId: DeviceId } | { outcome: 'refused'; why: JitRefusal };
 
@@ -146,7 +146,11 @@ export class Authorities {
         const status: CertificateStatus = policy === 'register-active' ? 'ACTIVE' : 'PENDING_ACTIVATION';
         let device = await tx.devices.get(deviceId, { lock: true });
         const holders = await tx.certificates.withPublicKey(cert.publicKeySha256);
+        // A device that already has certificates from another CA is that CA's identity: an
+        // operator's CA naming it in a CN must not become a second way in as that device.
+        const others = device ? (await tx.certificates.ofDevice(deviceId)).filter((c) => c.caId !== ca.id) : [];
         if (device?.status === 'DECOMMISSIONED') why = 'device_decommissioned';
+        else if (others.length > 0) why = 'device_of_another_ca';
         else if (holders.some((c) => c.deviceId !== deviceId || c.status === 'REVOKED')) why = 'public_key_in_use';
         else {
           if (!device) {

@@ -1,7 +1,7 @@
 // The registry's storage port and its one implementation over Kysely. Every query is
 // written once; SQLite and PostgreSQL differ only in how the Kysely instance is made and in
 // row locks, which only PostgreSQL needs.
-import { Migrator, sql, type Kysely } from 'kysely';
+import { Migrator, type Kysely } from 'kysely';
 import { registryMigrations, type Dialect } from './migrations.js';
 import { AuditQueries } from './queries/audit.js';
 import { CaQueries } from './queries/cas.js';
@@ -58,16 +58,19 @@ function queries(q: QueryContext): RegistryQueries {
 /** The store over a Kysely instance of either dialect; `migrate` brings its schema up to date. */
 export type KyselyRegistryStore = RegistryStore & { migrate(): Promise<void> };
 
-export function kyselyStore(root: Kysely<RegistryDatabase>, dialect: Dialect): KyselyRegistryStore {
+/**
+ * `migrationSchema`: the PostgreSQL schema the registry lives in. Kysely looks for its
+ * migration tables in every schema it can see unless told which one; another registry's
+ * tables in a neighbouring schema would then pass for ours and the migration would fail.
+ */
+export function kyselyStore(root: Kysely<RegistryDatabase>, dialect: Dialect, migrationSchema?: () => Promise<string>): KyselyRegistryStore {
   return {
     ...queries({ db: root, dialect }),
     dialect,
     async migrate() {
-      // Fails loudly rather than run on an old schema. On PostgreSQL the migration tables are
-      // looked for in the schema in use: Kysely otherwise takes another schema's (another
-      // installation's, in a shared database) for this one's and skips creating its own.
-      const schema = dialect === 'postgres' ? (await sql<{ schema: string }>`SELECT current_schema() AS schema`.execute(root)).rows[0]?.schema : undefined;
-      const migrator = new Migrator({ db: root, provider: registryMigrations(dialect), ...(schema ? { migrationTableSchema: schema } : {}) });
+      // Fails loudly rather than run on an old schema.
+      const migrationTableSchema = await migrationSchema?.();
+      const migrator = new Migrator({ db: root, provider: registryMigrations(dialect), migrationTableSchema });
       const { error, results } = await migrator.migrateToLatest();
       const failed = results?.find((r) => r.status === 'Error');
       if (error || failed) throw new Error(`registry migration ${failed?.migrationName ?? ''} failed`, { cause: error });

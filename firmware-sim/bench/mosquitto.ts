@@ -55,8 +55,12 @@ export async function startMosquitto(pki: { caBundlePem: string; serverCertPem: 
       `user ${userInfo().username}`,
       'per_listener_settings false',
       'persistence false',
-      'log_dest stderr',
+      // Its default log types, to a file: a line per connection, as our service logs one.
+      `log_dest file ${join(dir, 'mosquitto.log')}`,
       'log_type error',
+      'log_type warning',
+      'log_type notice',
+      'log_type information',
       `acl_file ${join(dir, 'acl')}`,
       'allow_anonymous false',
       `listener ${port} 127.0.0.1`,

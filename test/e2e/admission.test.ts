@@ -1,10 +1,12 @@
 // Who gets in, over real mutual TLS with real mqtt.js clients: each refusal is a CONNACK
 // code for the device and a reason code in the log event and in the metrics.
 import assert from 'node:assert/strict';
+import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { startFleet, type TestFleet } from '../support/fleet.js';
 import { expiredDevice, foreignCaDevice, notYetValidDevice, serverCertAsClient, unregisteredDevice } from '../support/fixtures.js';
 import { end, type Identity } from '../support/mqtt.js';
+import { eventually } from '../support/wait.js';
 
 describe('admission over mutual TLS', { timeout: 60_000 }, () => {
   let fleet: TestFleet;
@@ -67,6 +69,24 @@ describe('admission over mutual TLS', { timeout: 60_000 }, () => {
     assert.equal(victimClient.connected, true);
     assert.equal((await fleet.api('/v1/devices/victim-2')).json.connected, true);
     await end(victimClient);
+  });
+
+  it('speaks TLS 1.3 when the device can, 1.2 when it cannot, and nothing older', async () => {
+    const device = await fleet.enroll('tls-versions');
+    const handshake = (options: tls.ConnectionOptions) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = tls.connect({ host: '127.0.0.1', port: fleet.service.mqttPort, ca: fleet.ca, key: device.keyPem, cert: device.certPem, ...options }, () => {
+          resolve(socket.getProtocol() ?? '');
+          socket.destroy();
+        });
+        socket.once('error', reject);
+      });
+    assert.equal(await handshake({}), 'TLSv1.3');
+    assert.equal(await handshake({ maxVersion: 'TLSv1.2' }), 'TLSv1.2');
+    const before = await fleet.refusals('tls_handshake_failed');
+    // SECLEVEL=0: this client would speak TLS 1.1; the broker must not.
+    await assert.rejects(handshake({ minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' }));
+    await eventually(async () => (await fleet.refusals('tls_handshake_failed')) === before + 1, 3000, 'refused at the TLS layer, and counted');
   });
 
   it('makes a refused device stop: one attempt, where a dropped socket would be retried', async () => {

@@ -3,7 +3,7 @@
 // registration.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -49,6 +49,10 @@ describe('CAs', { timeout: 90_000 }, () => {
       assert.deepEqual([twice.status, twice.json.error.code], [409, 'ca_exists']);
       const badName = await fleet.api('/v1/cas', { body: { name: 'no spaces' } });
       assert.deepEqual([badName.status, badName.json.error.code], [400, 'invalid_ca_id']);
+
+      // Its key stays on disk for the owner only, and out of every answer.
+      assert.equal(statSync(join(fleet.dir, 'pki', 'cas', 'plant-a.key')).mode & 0o777, 0o600);
+      for (const answer of [plant, line, await fleet.api('/v1/cas'), await fleet.api('/v1/cas/plant-a')]) assert.doesNotMatch(answer.body.toString(), /PRIVATE KEY/);
 
       // A device under the new CA gets in without a restart, and its chain verifies.
       const device = await enrollUnder('line-1', 'meter-l1');
@@ -105,6 +109,14 @@ describe('CAs', { timeout: 90_000 }, () => {
       const root = await fleet.api('/v1/cas/root/revoke', { method: 'POST' });
       assert.deepEqual([root.status, root.json.error.code], [409, 'ca_is_root']);
     });
+  });
+
+  it('never writes a CA key into the log', () => {
+    const keys = ['root.key', 'issuing.key', join('cas', 'plant-a.key'), join('cas', 'line-1.key')].map((f) => readFileSync(join(fleet.dir, 'pki', f), 'utf8'));
+    const secrets = keys.flatMap((pem) => pem.split('\n').filter((line) => line.length > 0 && !line.startsWith('-----')));
+    const log = fleet.logs.lines.map((line) => JSON.stringify(line)).join('\n');
+    assert.ok(log.length > 0);
+    for (const secret of secrets) assert.ok(!log.includes(secret), 'a line of a CA key is in the log');
   });
 
   describe('operators’ own CAs', () => {
@@ -166,6 +178,16 @@ describe('CAs', { timeout: 90_000 }, () => {
       const audit = await fleet.api(`/v1/audit?certificate=${third.serial}`);
       assert.deepEqual([audit.json.entries[0].action, audit.json.entries[0].actor.startsWith('broker:')], ['certificate.jit_registered', true]);
       assert.match((await fleet.api('/metrics', { anonymous: true })).body.toString(), /fleet_jit_registrations_total\{outcome="ACTIVE"\} 1/);
+
+      // Even so, their CA cannot mint a way in as a device this service enrolled.
+      await fleet.enroll('ours-1');
+      const impostor = await deviceSignedBy(theirs, 'ours-1');
+      const outcome = await fleet.tryConnect(impostor);
+      assert.equal(outcome.returnCode, 5);
+      await end(outcome.client);
+      assert.equal((await fleet.logs.waitFor('refusal', { clientId: 'ours-1' })).reason, 'unregistered_certificate');
+      const refusedJit = (await fleet.api(`/v1/audit?certificate=${impostor.serial}`)).json.entries[0];
+      assert.deepEqual([refusedJit.action, refusedJit.reason], ['certificate.jit_refused', 'device_of_another_ca']);
     });
   });
 });

@@ -120,11 +120,42 @@ describe('fleet sim', { timeout: 90_000 }, () => {
     assert.match(result.stdout, /^reports\s+.*\.json, .*\.html$/m);
   });
 
+  it('says which port is taken instead of crashing', async () => {
+    const taken = await fleet('serve', '--data', join(dir, 'second'), '--mqtt-port', String(serve.mqttPort), '--api-port', '0');
+    assert.equal(taken.code, 1);
+    assert.match(taken.stderr, new RegExp(`:${serve.mqttPort} \\(EADDRINUSE\\)`));
+    assert.doesNotMatch(taken.stderr, /\n\s+at /, 'no stack trace');
+  });
+
   it('exits 1 when a scenario misses its pass criteria', async () => {
     // Churn whose devices are almost never dropped in half a second: no reconnect to show.
     const result = await fleet('sim', ...target(), '--scenario', 'churn', '--devices', '2', '--duration', '0.5', '--drop-interval', '100000', '--rate', '0');
     assert.equal(result.code, 1, result.stderr);
     assert.match(result.stdout, /^ {2}FAIL {2}devices dropped and reconnected/m);
+  });
+});
+
+describe('fleet serve', { timeout: 60_000 }, () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-serve-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('takes the longest break-glass grant from --break-glass-max', async () => {
+    const serve = await spawnServe(dir, { args: ['--break-glass-max', '60'] });
+    try {
+      const ca = await readFile(join(dir, 'pki', 'ca-bundle.pem'), 'utf8');
+      const token = (await readFile(join(dir, 'admin.token'), 'utf8')).trim();
+      await httpsRequest(`${serve.apiUrl}/v1/devices`, ca, { token, body: { id: 'bg-max' } });
+      const grant = (durationSeconds: number) => httpsRequest(`${serve.apiUrl}/v1/break-glass`, ca, { token, body: { deviceId: 'bg-max', waives: 'certificate_expired', reason: 'test', durationSeconds } });
+      const long = await grant(61);
+      assert.deepEqual([long.status, long.json.error.code], [400, 'grant_too_long']);
+      assert.equal((await grant(60)).status, 201);
+    } finally {
+      await serve.stop();
+    }
+    assert.equal((await fleet('serve', '--data', dir, '--break-glass-max', '0')).code, 2);
   });
 });
 
@@ -174,6 +205,24 @@ describe('fleet diagnose', { timeout: 90_000 }, () => {
     assert.equal(revoked.code, 1);
     assert.match(revoked.stdout, /FAIL\s+registry: certificate good, device active/);
     assert.match(revoked.stdout, /verdict: refused — certificate_revoked: .*\(CONNACK 5\)/);
+
+    // Under a revoked CA: what the broker would say (the CA stays in its trust), not a broken chain.
+    await httpsRequest(`${serve.apiUrl}/v1/cas`, ca, { token, body: { name: 'diag-ca' } });
+    await httpsRequest(`${serve.apiUrl}/v1/devices`, ca, { token, body: { id: 'diag-2' } });
+    const key = await ecKeyWithCsr();
+    const underCa = await httpsRequest(`${serve.apiUrl}/v1/devices/diag-2/certificates`, ca, { token, body: { csr: key.csrPem, ca: 'diag-ca' } });
+    const underCaFile = join(dir, 'diag-2.pem');
+    await writeFile(underCaFile, underCa.json.certificate);
+    assert.match((await fleet('diagnose', underCaFile, '--data', dir)).stdout, /verdict: admitted as diag-2/);
+    assert.equal((await httpsRequest(`${serve.apiUrl}/v1/cas/diag-ca/revoke`, ca, { token, method: 'POST' })).status, 200);
+    const underRevokedCa = await fleet('diagnose', underCaFile, '--data', dir);
+    assert.match(underRevokedCa.stdout, /pass\s+chain verified by TLS/);
+    assert.match(underRevokedCa.stdout, /verdict: refused — certificate_revoked/);
+
+    // A file that is not there is a clear error, not a stack trace.
+    const missing = await fleet('diagnose', join(dir, 'missing.pem'), '--data', dir);
+    assert.equal(missing.code, 1);
+    assert.doesNotMatch(missing.stderr, /\n\s+at /, 'no stack trace');
 
     const foreign = join(dir, 'foreign.pem');
     await writeFile(foreign, (await foreignCaDevice('stranger')).certPem);

@@ -79,7 +79,10 @@ export const BACKENDS: Backend[] = [
     name: 'PostgreSQL',
     async open() {
       const schema = await postgresSchema();
-      const store = await openPostgresStore(schema.url, { maxConnections: 4 });
+      const store = await openPostgresStore(schema.url, { maxConnections: 4 }).catch(async (error: unknown) => {
+        await schema.drop(); // leave no empty schema behind
+        throw error;
+      });
       return {
         store,
         location: schema.url,

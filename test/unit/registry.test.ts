@@ -308,6 +308,20 @@ for (const backend of BACKENDS) {
         });
       }
 
+      it('refuses just-in-time registration onto a device that holds another CA’s certificates', async () => {
+        const external = await registry.authorities.record(ca('byo3', undefined, { external: true, unknownCertificates: 'register-active' }), operator);
+        // Enrolled through this service: an operator's CA may not mint a second identity for it.
+        await registry.lifecycle.createDevice({ id: id('ours') }, operator);
+        await registry.lifecycle.recordCertificate(certificate('ours'), operator);
+        const outcome = await registry.authorities.registerUnknown(external.id, unknown('ours'), operator);
+        assert.deepEqual(outcome, { outcome: 'refused', why: 'device_of_another_ca' });
+        assert.equal((await registry.lifecycle.deviceView(id('ours'))).certificates.length, 1);
+        // Created for the operator's CA ahead of time, or registered by it before: fine.
+        await registry.lifecycle.createDevice({ id: id('waiting') }, operator);
+        assert.equal((await registry.authorities.registerUnknown(external.id, unknown('waiting'), operator)).outcome, 'registered');
+        assert.equal((await registry.authorities.registerUnknown(external.id, unknown('waiting', 'jit-key-waiting-2'), operator)).outcome, 'registered');
+      });
+
       it('refuses just-in-time registration for a decommissioned device or a revoked CA', async () => {
         const external = await registry.authorities.record(ca('byo2', undefined, { external: true, unknownCertificates: 'register-active' }), operator);
         await registry.lifecycle.createDevice({ id: id('gone') }, operator);
@@ -446,3 +460,26 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+describe('registry on PostgreSQL, two installations in one database', { timeout: 60_000 }, () => {
+  it('migrates each in its own schema and keeps them apart', async () => {
+    const postgres = BACKENDS.find((b) => b.name === 'PostgreSQL')!;
+    // The first one's migration tables sit in a neighbouring schema while the second migrates.
+    const first = await postgres.open();
+    try {
+      const second = await postgres.open();
+      try {
+        const clock = () => new Date('2026-06-01T12:00:00.000Z');
+        const one = new Registry({ store: first.store, bus: new InProcessEventBus(), clock });
+        const two = new Registry({ store: second.store, bus: new InProcessEventBus(), clock });
+        await one.lifecycle.createDevice({ id: 'only-in-one' as DeviceId }, operator);
+        assert.equal(await codeOf(two.lifecycle.deviceView('only-in-one' as DeviceId)), 'device_not_found');
+        await two.lifecycle.createDevice({ id: 'only-in-one' as DeviceId }, operator);
+      } finally {
+        await second.dispose();
+      }
+    } finally {
+      await first.dispose();
+    }
+  });
+});
