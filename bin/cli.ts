@@ -8,12 +8,15 @@ import { openStore } from '../registry/open.js';
 import { Registry } from '../registry/registry.js';
 import { formatReport } from '../registry/reports.js';
 import { dataLayout, DataDirError, initDataDir, recordInitialState } from './data-dir.js';
-import { DEFAULT_BROKER_OPTIONS, startService } from './service.js';
+import { DEFAULT_BROKER_OPTIONS, defaultNodeName, startService } from './service.js';
+import { isWorker, runPrimary, workerCount, workerNodeName } from './workers.js';
 
 const USAGE = `usage:
   fleet init   [--data DIR] [--database postgres://…]
   fleet serve  [--data DIR] [--database postgres://…] [--mqtt-port 8883] [--api-port 8443]
                [--host 127.0.0.1] [--public-url URL] [--log-level info]
+               [--redis redis://…] [--node-name NAME] [--workers N|auto]
+               [--cache-ttl 300] [--offline-ttl 86400]
                [--publish-rate 100] [--publish-burst 200] [--max-packet-bytes 131072]
                [--connect-rate 1] [--connect-burst 2]
                [--address-connect-rate 200] [--address-connect-burst 400]
@@ -31,7 +34,14 @@ const USAGE = `usage:
          (SQLite) unless --database names a PostgreSQL database. Per device: publishes
          per second sustained and in a burst, the largest MQTT packet accepted, and
          CONNECTs per second sustained and in a burst; per source address, CONNECTs
-         per second (raise it for load tests from one host, or many devices behind NAT)
+         per second (raise it for load tests from one host, or many devices behind NAT).
+         Cluster: --redis makes this process a node of a cluster whose nodes share MQTT
+         state and registry events through Redis (with --database, the registry in
+         PostgreSQL); --node-name names it in logs and metrics (default host-pid);
+         --workers N runs N such nodes in this machine's processes on the same ports
+         (auto: one per core; needs --redis). --cache-ttl: seconds a registry verdict
+         is trusted without an event; --offline-ttl: seconds a QoS 1 message waits in
+         Redis for an offline device
   report the fleet report: expiring and old certificates, active certificates under a
          revoked or expired CA, shared certificates and conflicting client ids
   operator add  create an operator with an API token of its own (printed once); a
@@ -66,17 +76,23 @@ function port(value: string | undefined, fallback: number, flag: string): number
   return n;
 }
 
-async function init(args: string[]): Promise<number> {
-  const values = parse(args, { data: { type: 'string', default: './data' }, database: { type: 'string' } });
-  const layout = dataLayout(values.data);
+/** Creates the data directory if absent and brings the registry up to date with it. */
+async function prepare(data: string, database: string | undefined): Promise<{ layout: ReturnType<typeof dataLayout>; created: boolean }> {
+  const layout = dataLayout(data);
   const created = await initDataDir(layout.dir, systemClock);
   // The registry learns the PKI's CAs now (idempotent: serve does the same at every start).
-  const store = await openStore(values.database ?? layout.registry);
+  const store = await openStore(database ?? layout.registry);
   try {
     await recordInitialState(new Registry({ store, bus: new InProcessEventBus(), clock: systemClock }), layout, systemClock);
   } finally {
     await store.close();
   }
+  return { layout, created };
+}
+
+async function init(args: string[]): Promise<number> {
+  const values = parse(args, { data: { type: 'string', default: './data' }, database: { type: 'string' } });
+  const { layout, created } = await prepare(values.data, values.database);
   if (created) {
     console.log(`created ${layout.dir}
   trust anchor     ${layout.pki.rootCert}
@@ -106,17 +122,36 @@ async function serve(args: string[]): Promise<number> {
     'connect-burst': { type: 'string' },
     'address-connect-rate': { type: 'string' },
     'address-connect-burst': { type: 'string' },
+    redis: { type: 'string' },
+    'node-name': { type: 'string' },
+    workers: { type: 'string' },
+    'cache-ttl': { type: 'string' },
+    'offline-ttl': { type: 'string' },
   });
+  if (values.redis !== undefined && !/^rediss?:\/\//.test(values.redis)) throw new UsageError(`--redis must be a redis:// or rediss:// URL, got ${values.redis}`);
+  if (values['node-name'] !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(values['node-name'])) throw new UsageError('--node-name is 1–64 characters of A–Z, a–z, 0–9, ".", "_", "-"');
+  if (values.workers !== undefined && !isWorker()) {
+    const count = workerCount(values.workers);
+    if (count === undefined) throw new UsageError(`--workers must be a whole number from 1 to 1024, or auto, got ${values.workers}`);
+    if (values.redis === undefined) throw new UsageError('--workers needs --redis: the workers share MQTT state and registry events through it');
+    // Once, before any worker starts: the PKI, migrations and the registry's initial state.
+    await prepare(values.data, values.database);
+    return runPrimary(count, (event) => console.log(JSON.stringify({ service: 'fleet', time: Date.now(), ...event })));
+  }
   const defaults = DEFAULT_BROKER_OPTIONS;
   const service = await startService({
     dataDir: values.data,
     database: values.database,
+    redis: values.redis,
+    nodeName: workerNodeName(values['node-name'] ?? defaultNodeName()) ?? values['node-name'],
+    sharedState: values['offline-ttl'] === undefined ? undefined : { offlineTtlSeconds: positive(values['offline-ttl'], 0, '--offline-ttl') },
     host: values.host,
     mqttPort: port(values['mqtt-port'], 8883, '--mqtt-port'),
     apiPort: port(values['api-port'], 8443, '--api-port'),
     publicUrl: values['public-url'],
     logLevel: values['log-level'],
     broker: {
+      cache: { ...defaults.cache, ttlMs: positive(values['cache-ttl'], defaults.cache.ttlMs / 1000, '--cache-ttl') * 1000 },
       maxPacketBytes: positive(values['max-packet-bytes'], defaults.maxPacketBytes, '--max-packet-bytes'),
       publish: {
         ...defaults.publish,

@@ -1,9 +1,11 @@
 // The composition root: builds every part from the data directory and wires them together.
 // `fleet serve` and the end-to-end tests both start the service through here.
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { DeviceBroker, type BrokerOptions } from '../broker/broker.js';
+import { DEFAULT_SHARED_STATE_LIMITS, redisMqttState, type SharedMqttState, type SharedStateLimits } from '../broker/cluster.js';
 import { listenMutualTls } from '../broker/listener.js';
 import { buildApi } from '../provisioning/api/app.js';
 import { CrlRevocations } from '../provisioning/crl-import.js';
@@ -13,9 +15,10 @@ import { CaKeyring, DEFAULT_CA_ID } from '../provisioning/pki/keyring.js';
 import { Provisioning } from '../provisioning/service.js';
 import { pemDirectory, Trust } from '../provisioning/trust.js';
 import { systemClock, type Clock } from '../registry/clock.js';
-import { InProcessEventBus } from '../registry/events.js';
+import { InProcessEventBus, type EventBus } from '../registry/events.js';
 import { FleetGraph } from '../registry/graph.js';
 import { openStore } from '../registry/open.js';
+import { DEFAULT_REDIS_BUS_OPTIONS, RedisEventBus, type RedisBusOptions } from '../registry/redis-bus.js';
 import { Registry } from '../registry/registry.js';
 import { dataLayout, initDataDir, recordInitialState } from './data-dir.js';
 import { brokerRegistry } from './ports.js';
@@ -27,6 +30,17 @@ export interface ServiceOptions {
   dataDir: string;
   /** postgres://… for PostgreSQL; absent: the SQLite file in the data directory. */
   database?: string;
+  /**
+   * redis://… to run as a node of a cluster: MQTT state and registry events shared through
+   * Redis. Absent: one process, everything in memory.
+   */
+  redis?: string;
+  /** This node's name in logs, metrics and the cluster; hostname-pid when absent. */
+  nodeName?: string;
+  /** Heartbeat and confirmation timing of the cluster's event bus. */
+  bus?: Partial<Pick<RedisBusOptions, 'heartbeatMs' | 'confirmTimeoutMs' | 'prefix'>>;
+  /** Bounds of the MQTT state kept in Redis. */
+  sharedState?: Partial<SharedStateLimits>;
   host: string;
   mqttPort: number;
   apiPort: number;
@@ -43,6 +57,7 @@ export interface ServiceOptions {
 }
 
 export interface RunningService {
+  nodeName: string;
   mqttPort: number;
   apiPort: number;
   apiUrl: string;
@@ -82,17 +97,21 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   // Asynchronous writes: a CONNECT storm logs a line per device, and a synchronous write per
   // line would stall the event loop on the pipe; lines written meanwhile go out together.
   // close() flushes what is left.
-  const log = pino({ level: options.logLevel ?? 'info', base: { service: 'fleet' } }, options.logDestination ?? pino.destination({ dest: 1, sync: false }));
+  const nodeName = options.nodeName ?? defaultNodeName();
+  const log = pino({ level: options.logLevel ?? 'info', base: { service: 'fleet', node: nodeName } }, options.logDestination ?? pino.destination({ dest: 1, sync: false }));
   const layout = dataLayout(options.dataDir);
   if (await initDataDir(layout.dir, clock)) log.info({ event: 'data_dir_created', dir: layout.dir }, 'created data directory with a new dev PKI');
 
   const store = await openStore(options.database ?? layout.registry);
-  const bus = new InProcessEventBus();
+  const cluster = options.redis ? await joinCluster(options.redis, nodeName, options, log) : undefined;
+  const bus: EventBus = cluster?.bus ?? new InProcessEventBus();
   const registry = new Registry({ store, bus, clock });
   await recordInitialState(registry, layout, clock);
   const keyring = await CaKeyring.load(layout.pki, await registry.authorities.list());
   const server = await loadServerCredentials(layout.pki, keyring.get(DEFAULT_CA_ID)!, clock);
   const metrics = new MetricsRegistry();
+  // Every series carries the node's name, so a cluster's scrapes stay apart.
+  metrics.setDefaultLabels({ node: nodeName });
   collectDefaultMetrics({ register: metrics });
 
   const graph = await FleetGraph.build(store);
@@ -100,7 +119,14 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
 
   const crlRevocations = new CrlRevocations();
   const brokerOptions: BrokerOptions = { ...DEFAULT_BROKER_OPTIONS, id: randomUUID(), ...options.broker };
-  const broker = await DeviceBroker.create(brokerOptions, { registry: brokerRegistry(registry, brokerOptions.id!, crlRevocations), events: bus, clock, log, metrics });
+  const broker = await DeviceBroker.create(brokerOptions, {
+    registry: brokerRegistry(registry, brokerOptions.id!, crlRevocations),
+    events: bus,
+    clock,
+    log,
+    metrics,
+    sharedState: cluster?.state,
+  });
 
   const extraTrust = () => pemDirectory(trustDir(layout), (file, problem) => log.error({ event: 'trust_file_ignored', file, problem }, 'a file in pki/trust.d/ is not a certificate'));
   const trust = await Trust.load(() => registry.authorities.list(), extraTrust, layout.pki.caBundle);
@@ -128,6 +154,33 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     apiSecureContext: ({ key, cert }) => api.server.setSecureContext({ key, cert, minVersion: 'TLSv1.2' }),
     log,
   });
+  if (cluster) {
+    // Cut off from the bus, this node may miss revocations: it stops trusting what it has
+    // cached. Back on the bus, it re-reads what it may have missed before trusting it again.
+    cluster.bus.onLost(() => broker.eventsMayBeMissed());
+    cluster.bus.onRestored(async () => {
+      await graph.reload(store);
+      await crls.refreshAll();
+      await reloader.reloadTrust();
+      const closed = await broker.resync();
+      log.info({ event: 'resynced', sessionsChecked: broker.sessions.readyCount + closed.length, sessionsClosed: closed.length }, 'caught up with the registry after the bus came back');
+    });
+    // "Connected now" is a question for every node.
+    cluster.bus.answer('connected', (deviceId) => broker.isConnected(String(deviceId)));
+  }
+  const presence = {
+    isConnected: async (deviceId: string) => broker.isConnected(deviceId) || (cluster !== undefined && (await cluster.bus.ask('connected', deviceId)).some((answer) => answer === true)),
+  };
+  const readiness = async (): Promise<Readiness> => {
+    if (cluster && !cluster.bus.state.connected) return { ready: false, code: 'bus_disconnected' };
+    if (cluster && !cluster.bus.state.caughtUp) return { ready: false, code: 'bus_catching_up' };
+    try {
+      await registry.authorities.list();
+    } catch {
+      return { ready: false, code: 'registry_unreachable' };
+    }
+    return { ready: true };
+  };
   const api = await buildApi(
     { tls: { key: server.keyPem, cert: server.certPem } },
     {
@@ -137,7 +190,9 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       crls,
       caBundle: () => trust.bundles.caBundlePem,
       metrics,
-      presence: broker,
+      presence,
+      readiness,
+      node: nodeName,
       broker,
       reload: () => reloader.reloadAll(),
       breakGlassMaxMs: options.breakGlassMaxMs ?? 4 * 60 * 60 * 1000,
@@ -152,6 +207,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   await reloader.reloadCrls();
   reloader.watch();
 
+
   const refreshExpiring = () =>
     store.certificates.count({ status: 'ACTIVE', notAfterBefore: new Date(clock().getTime() + 30 * DAY_MS) }).then(
       (n) => broker.telemetry.expiringCertificates(n),
@@ -165,12 +221,13 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   apiPort = (api.server.address() as { port: number }).port;
 
   log.info(
-    { event: 'listening', mqtt: `mqtts://${urlHost(options.host)}:${listener.port}`, api: publicUrl(), dataDir: layout.dir, registry: store.dialect, graph: graph.size },
+    { event: 'listening', mqtt: `mqtts://${urlHost(options.host)}:${listener.port}`, api: publicUrl(), dataDir: layout.dir, registry: store.dialect, bus: cluster ? 'redis' : 'in-process', graph: graph.size },
     'fleet service ready',
   );
 
   let closing: Promise<void> | undefined;
   return {
+    nodeName,
     mqttPort: listener.port,
     apiPort,
     apiUrl: `https://${urlHost(options.host)}:${apiPort}`,
@@ -186,10 +243,35 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         await api.close();
         await listener.close();
         await broker.close();
+        await cluster?.state.close();
         crls.stop();
         await bus.close();
         await store.close();
         await new Promise<void>((resolve) => log.flush(() => resolve()));
       })()),
   };
+}
+
+export type Readiness = { ready: true } | { ready: false; code: 'bus_disconnected' | 'bus_catching_up' | 'registry_unreachable' };
+
+/** Unique per process on one host, recognisable across restarts. */
+export function defaultNodeName(): string {
+  return `${hostname()}-${process.pid}`;
+}
+
+interface ClusterMembership {
+  bus: RedisEventBus;
+  state: SharedMqttState;
+}
+
+/** Connects to the cluster's Redis: the event bus (heard back before this returns) and the MQTT state. */
+async function joinCluster(url: string, nodeName: string, options: ServiceOptions, log: Logger): Promise<ClusterMembership> {
+  const bus = new RedisEventBus({ ...DEFAULT_REDIS_BUS_OPTIONS, ...options.bus, url, node: nodeName }, log);
+  try {
+    await bus.start();
+  } catch (error) {
+    await bus.close();
+    throw error;
+  }
+  return { bus, state: redisMqttState(url, { ...DEFAULT_SHARED_STATE_LIMITS, ...options.sharedState }, log) };
 }
