@@ -270,25 +270,26 @@ export class RedisEventBus implements EventBus {
   }
 
   #restore(): void {
-    this.#restoring ??= (async () => {
-      try {
-        let losses: number;
-        do {
-          losses = this.#losses;
-          for (const handler of this.#restoredHandlers) await handler();
-        } while (losses !== this.#losses && this.#connected);
-        if (this.#connected) {
-          this.#caughtUp = true;
-          this.#since = new Date().toISOString();
-          this.log.info({ event: 'bus_caught_up' }, 'event bus connected and caught up');
-        }
-      } catch (err) {
-        // Stay not caught up; the next heartbeat heard tries again.
-        this.#connected = false;
-        this.log.warn({ err, event: 'bus_catch_up_failed' }, 'could not catch up after the bus came back; retrying');
-      } finally {
-        this.#restoring = undefined;
+    if (this.#restoring) return; // the running catch-up sees the new loss and goes round again
+    this.#restoring = this.#catchUp().finally(() => (this.#restoring = undefined));
+  }
+
+  async #catchUp(): Promise<void> {
+    try {
+      let losses: number;
+      do {
+        losses = this.#losses;
+        for (const handler of this.#restoredHandlers) await handler();
+      } while (losses !== this.#losses && this.#connected);
+      if (this.#connected) {
+        this.#caughtUp = true;
+        this.#since = new Date().toISOString();
+        this.log.info({ event: 'bus_caught_up' }, 'event bus connected and caught up');
       }
-    })();
+    } catch (err) {
+      // Stay not caught up; the next heartbeat heard tries again.
+      this.#connected = false;
+      this.log.warn({ err, event: 'bus_catch_up_failed' }, 'could not catch up after the bus came back; retrying');
+    }
   }
 }

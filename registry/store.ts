@@ -1,7 +1,7 @@
 // The registry's storage port and its one implementation over Kysely. Every query is
 // written once; SQLite and PostgreSQL differ only in how the Kysely instance is made and in
 // row locks, which only PostgreSQL needs.
-import { Migrator, type Kysely } from 'kysely';
+import { Migrator, sql, type Kysely } from 'kysely';
 import { registryMigrations, type Dialect } from './migrations.js';
 import { AuditQueries } from './queries/audit.js';
 import { CaQueries } from './queries/cas.js';
@@ -57,11 +57,20 @@ export function kyselyStore(root: Kysely<RegistryDatabase>, dialect: Dialect): K
     ...queries({ db: root, dialect }),
     dialect,
     async migrate() {
-      // Fails loudly rather than run on an old schema.
-      const migrator = new Migrator({ db: root, provider: registryMigrations(dialect) });
-      const { error, results } = await migrator.migrateToLatest();
-      const failed = results?.find((r) => r.status === 'Error');
-      if (error || failed) throw new Error(`registry migration ${failed?.migrationName ?? ''} failed`, { cause: error });
+      // Kysely looks for its migration tables in any schema unless told which: with other
+      // schemas in the same database (another installation, a test run) it would find theirs.
+      const schema = dialect === 'postgres' ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(root)).rows[0]?.schema : undefined;
+      const migrator = new Migrator({ db: root, provider: registryMigrations(dialect), migrationTableSchema: schema });
+      // Nodes of a cluster may start together on a new database; Kysely serializes the
+      // migrations themselves, but creating its own tables can race. A second attempt finds them.
+      for (let attempt = 1; ; attempt++) {
+        const { error, results } = await migrator.migrateToLatest();
+        const failed = results?.find((r) => r.status === 'Error');
+        if (!error && !failed) return;
+        // Fails loudly rather than run on an old schema.
+        if (failed || attempt === 3) throw new Error(`registry migration ${failed?.migrationName ?? ''} failed`, { cause: error });
+        await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+      }
     },
     transaction: (work) => root.transaction().execute((trx) => work(queries({ db: trx, dialect }))),
     close: () => root.destroy(),

@@ -213,8 +213,8 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
       await cluster.redis.start();
     }
     // Back on the bus, node 2 re-reads the registry and closes the session it should not keep.
-    await victimClosed;
     await logged(n2, 'session_terminated', { deviceId: 'doomed-1', reason: 'certificate_revoked' });
+    await victimClosed;
     await eventually(async () => (await cluster.api(n2, '/readyz')).status === 200, 10_000, 'node 2 ready again');
     // Repeating the revocation announces it; now it is acknowledged.
     assert.equal((await cluster.api(n1, '/v1/devices/doomed-1/revoke', { method: 'POST' })).status, 200);
