@@ -9,7 +9,7 @@ import { Registry } from '../registry/registry.js';
 import { formatReport } from '../registry/reports.js';
 import { dataLayout, DataDirError, initDataDir, recordInitialState } from './data-dir.js';
 import { DEFAULT_BROKER_OPTIONS, defaultNodeName, startService } from './service.js';
-import { isWorker, runPrimary, workerCount, workerNodeName } from './workers.js';
+import { isWorker, leaveCluster, runPrimary, workerCount, workerNodeName } from './workers.js';
 
 const USAGE = `usage:
   fleet init   [--data DIR] [--database postgres://…]
@@ -177,7 +177,14 @@ async function serve(args: string[]): Promise<number> {
     process.once('SIGTERM', stop);
   });
   service.log.info({ event: 'stopping' }, 'shutting down');
+  // A dependency that no longer answers (Redis, PostgreSQL) must not keep a stopping process alive.
+  setTimeout(() => {
+    service.log.error({ event: 'stop_timeout' }, 'shutdown did not finish in time; exiting');
+    service.log.flush();
+    process.exit(1);
+  }, 15_000).unref();
   await service.close();
+  leaveCluster();
   return 0;
 }
 

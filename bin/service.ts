@@ -221,7 +221,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   apiPort = (api.server.address() as { port: number }).port;
 
   log.info(
-    { event: 'listening', mqtt: `mqtts://${urlHost(options.host)}:${listener.port}`, api: publicUrl(), dataDir: layout.dir, registry: store.dialect, bus: cluster ? 'redis' : 'in-process', graph: graph.size },
+    { event: 'listening', pid: process.pid, mqtt: `mqtts://${urlHost(options.host)}:${listener.port}`, api: publicUrl(), dataDir: layout.dir, registry: store.dialect, bus: cluster ? 'redis' : 'in-process', graph: graph.size },
     'fleet service ready',
   );
 

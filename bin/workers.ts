@@ -60,3 +60,8 @@ export async function runPrimary(count: number, log: (event: Record<string, unkn
   log({ event: 'workers_stopped' });
   return 0;
 }
+
+/** Lets a worker whose service has closed exit: its channel to the primary would keep it alive. */
+export function leaveCluster(): void {
+  cluster.worker?.disconnect();
+}
