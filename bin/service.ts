@@ -264,8 +264,25 @@ interface ClusterMembership {
   state: SharedMqttState;
 }
 
+/**
+ * aedes-persistence-redis issues some commands without waiting for them (removing a will or
+ * an expired queue entry); when Redis goes away they reject with nobody listening, and an
+ * unhandled rejection ends a Node process. Those are logged here; any other unhandled
+ * rejection still ends the process, as it would without this.
+ */
+function tolerateRedisFireAndForget(log: Logger): void {
+  process.on('unhandledRejection', (reason) => {
+    if (reason instanceof Error && reason.stack?.includes('/node_modules/ioredis/')) {
+      log.warn({ event: 'redis_command_lost', err: reason.message }, 'a Redis command without a caller failed');
+      return;
+    }
+    throw reason;
+  });
+}
+
 /** Connects to the cluster's Redis: the event bus (heard back before this returns) and the MQTT state. */
 async function joinCluster(url: string, nodeName: string, options: ServiceOptions, log: Logger): Promise<ClusterMembership> {
+  tolerateRedisFireAndForget(log);
   const bus = new RedisEventBus({ ...DEFAULT_REDIS_BUS_OPTIONS, ...options.bus, url, node: nodeName }, log);
   try {
     await bus.start();

@@ -53,7 +53,13 @@ export function redisMqttState(url: string, limits: SharedStateLimits, log: Logg
     persistence,
     async close() {
       await persistence.destroy().catch(() => undefined);
-      for (const redis of connections) redis.disconnect();
+      // QUIT after what is still queued (a closing client's clean-up), rather than dropping it.
+      // With Redis away a QUIT would wait for it: give up after a second.
+      await Promise.all(
+        connections.map((redis) =>
+          Promise.race([redis.quit(), new Promise((_resolve, reject) => setTimeout(reject, 1000).unref())]).catch(() => redis.disconnect()),
+        ),
+      );
     },
   };
 }

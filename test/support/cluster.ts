@@ -2,76 +2,18 @@
 // it without touching anyone else's), a PostgreSQL schema of its own reached through a TCP
 // proxy the test can cut, one data directory (the PKI every node shares), and N real
 // `fleet serve` processes.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startRedis, type RedisServer } from '../../firmware-sim/bench/redis.js';
 import { enrollDevice, type EnrolledDevice } from './fleet.js';
 import { httpsRequest, type HttpRequest, type HttpResult } from './https.js';
 import { spawnServe, type ServeProcess } from './process.js';
 import { postgresSchema } from './stores.js';
-import { eventually } from './wait.js';
 
-/** A port nobody listens on right now. */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-export interface RedisServer {
-  url: string;
-  port: number;
-  /** Kills the server (its data goes with it: no persistence) and starts a new one on the same port. */
-  restart(downMs?: number): Promise<void>;
-  stop(): Promise<void>;
-  kill(): Promise<void>;
-  start(): Promise<void>;
-}
-
-export async function startRedis(): Promise<RedisServer> {
-  const port = await freePort();
-  let child: ChildProcess | undefined;
-  const ping = () =>
-    new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1');
-      socket.once('error', () => resolve(false));
-      socket.once('connect', () => socket.write('PING\r\n'));
-      socket.once('data', (data) => {
-        socket.destroy();
-        resolve(data.toString().startsWith('+PONG'));
-      });
-    });
-  const server: RedisServer = {
-    url: `redis://127.0.0.1:${port}`,
-    port,
-    async start() {
-      child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: 'ignore' });
-      await eventually(ping, 5000, `redis-server on ${port}`);
-    },
-    async kill() {
-      const running = child;
-      child = undefined;
-      if (!running || running.exitCode !== null) return;
-      const exited = once(running, 'exit');
-      running.kill('SIGKILL');
-      await exited;
-    },
-    async restart(downMs = 0) {
-      await server.kill();
-      if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
-      await server.start();
-    },
-    stop: () => server.kill(),
-  };
-  await server.start();
-  return server;
-}
+export { startRedis, type RedisServer };
 
 /** A TCP proxy in front of a server, which a test can cut (every connection dropped, new ones refused) and restore. */
 export interface TcpProxy {
