@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import type { EnrolledDevice } from '../support/fleet.js';
-import { startCluster, type TestCluster } from '../support/cluster.js';
+import { startCluster, startHaproxy, type TestCluster } from '../support/cluster.js';
+import { httpsRequest } from '../support/https.js';
 import { closed, connect, end, mqttOptions, tryConnect } from '../support/mqtt.js';
 import type { ServeProcess } from '../support/process.js';
 import { eventually } from '../support/wait.js';
@@ -81,6 +82,35 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
     assert.equal(await commanded, 'now');
     await end(backend);
     await end(publisher);
+  });
+
+  it('serves devices through HAProxy with docs/cluster/haproxy.cfg, TLS passed through, and steers them off a node that dies', async () => {
+    const [n1, n2] = cluster.nodes as [ServeProcess, ServeProcess];
+    const extra = await cluster.addNode();
+    const proxy = await startHaproxy(cluster.dir, [n1, n2, extra]);
+    try {
+      await eventually(async () => (await httpsRequest(`https://127.0.0.1:${proxy.apiPort}/readyz`, cluster.ca).catch(() => undefined))?.status === 200, 10_000, 'the API through HAProxy');
+      // Connect devices through the proxy until one lands on the node about to die.
+      let onExtra: { device: EnrolledDevice; client: MqttClient } | undefined;
+      for (let i = 0; i < 6 && !onExtra; i++) {
+        const device = await cluster.enroll(`roamer-${i}`);
+        const client = await connect(mqttOptions(proxy.mqttPort, cluster.ca, device));
+        clients.push(client);
+        await eventually(() => cluster.nodes.some((n) => n.logs.some((e) => e.event === 'admitted' && e.clientId === device.id)), 5000, `${device.id} admitted somewhere`);
+        if (extra.logs.some((e) => e.event === 'admitted' && e.clientId === device.id)) onExtra = { device, client };
+      }
+      assert.ok(onExtra, 'a device was sent to the third node');
+      const gone = closed(onExtra.client);
+      await extra.stop('SIGKILL');
+      await gone;
+      // The device dials the same address again and is admitted by a node that is alive.
+      const again = await connect(mqttOptions(proxy.mqttPort, cluster.ca, onExtra.device));
+      clients.push(again);
+      await eventually(() => [n1, n2].some((n) => n.logs.filter((e) => e.event === 'admitted' && e.clientId === onExtra.device.id).length > 0), 5000, 'admitted by a live node');
+      await end(again);
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('lets a device id be connected once in the whole cluster: a second connection elsewhere takes over', async () => {

@@ -2,11 +2,15 @@
 // it without touching anyone else's), a PostgreSQL schema of its own reached through a TCP
 // proxy the test can cut, one data directory (the PKI every node shares), and N real
 // `fleet serve` processes.
+import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { freePort } from '../../firmware-sim/bench/ports.js';
 import { startRedis, type RedisServer } from '../../firmware-sim/bench/redis.js';
 import { enrollDevice, type EnrolledDevice } from './fleet.js';
 import { httpsRequest, type HttpRequest, type HttpResult } from './https.js';
@@ -117,6 +121,45 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
       await redis.stop();
       await schema.drop();
       await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const HAPROXY_CONFIG = fileURLToPath(new URL('../../../docs/cluster/haproxy.cfg', import.meta.url));
+
+export interface Haproxy {
+  mqttPort: number;
+  apiPort: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * HAProxy with the repository's configuration, its ports moved: the fronts to free ports, and
+ * server node-N to the N-th node given. Checked with `haproxy -c` first.
+ */
+export async function startHaproxy(dataDir: string, nodes: ServeProcess[]): Promise<Haproxy> {
+  const [mqttPort, apiPort] = [await freePort(), await freePort()];
+  let config = (await readFile(HAPROXY_CONFIG, 'utf8')).replace('bind 127.0.0.1:8883', `bind 127.0.0.1:${mqttPort}`).replace('bind 127.0.0.1:8443', `bind 127.0.0.1:${apiPort}`);
+  nodes.forEach((node, i) => {
+    const api = new URL(node.apiUrl).port;
+    config = config
+      .replace(new RegExp(`server node-${i + 1} 127\\.0\\.0\\.1:1883${i + 1} check port 1844${i + 1}`), `server node-${i + 1} 127.0.0.1:${node.mqttPort} check port ${api}`)
+      .replace(new RegExp(`server node-${i + 1} 127\\.0\\.0\\.1:1844${i + 1} check`), `server node-${i + 1} 127.0.0.1:${api} check`);
+  });
+  if (/server node-\d 127\.0\.0\.1:18(83|44)\d/.test(config)) throw new Error('docs/cluster/haproxy.cfg no longer has the server lines this test rewrites');
+  const file = join(dataDir, 'haproxy.cfg');
+  await writeFile(file, config);
+  const env = { ...process.env, FLEET_DATA: dataDir };
+  await promisify(execFile)('haproxy', ['-c', '-q', '-f', file], { env });
+  const child = spawn('haproxy', ['-db', '-f', file], { env, stdio: 'ignore' });
+  return {
+    mqttPort,
+    apiPort,
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      await exited;
     },
   };
 }
