@@ -19,7 +19,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { EventBus, EventHandler, RegistryEvent } from './events.js';
+import { deliver, type EventBus, type EventHandler, type RegistryEvent } from './events.js';
 
 export interface RedisBusOptions {
   /** redis://… */
@@ -129,7 +129,7 @@ export class RedisEventBus implements EventBus {
 
   async publish(events: readonly RegistryEvent[]): Promise<void> {
     if (events.length === 0) return;
-    await this.#deliver(events);
+    await deliver(this.#handlers, events);
     const id = randomUUID();
     const receivers = await this.#send({ kind: 'events', origin: this.options.node, id, events: [...events] });
     const replies = await this.#await(id, receivers);
@@ -192,17 +192,6 @@ export class RedisEventBus implements EventBus {
     });
   }
 
-  async #deliver(events: readonly RegistryEvent[]): Promise<void> {
-    const pending: Promise<void>[] = [];
-    for (const event of events) {
-      for (const handler of this.#handlers) {
-        const result = handler(event);
-        if (result) pending.push(result);
-      }
-    }
-    await Promise.all(pending);
-  }
-
   #onMessage(channel: string, text: string): void {
     let message: Message | Reply;
     try {
@@ -219,7 +208,7 @@ export class RedisEventBus implements EventBus {
     }
     if (m.origin === this.options.node) return; // delivered locally before it was sent
     if (m.kind === 'events') {
-      this.#deliver(m.events).then(
+      deliver(this.#handlers, m.events).then(
         () => this.#reply(m.origin, { id: m.id, from: this.options.node }),
         (err: unknown) => {
           this.log.error({ err, event: 'bus_handler_failed', types: m.events.map((e) => e.type) }, 'a registry event from another node could not be applied');

@@ -38,6 +38,19 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
       client.on('message', listener);
     });
 
+  /** A device publishing telemetry on node 1 and the backend reading it on node 2: one message crosses. */
+  const telemetryAcross = async (id: string, qos: 0 | 1) => {
+    const [n1, n2] = cluster.nodes as [ServeProcess, ServeProcess];
+    const device = await cluster.enroll(id);
+    const backend = await open(n2, reader);
+    await backend.subscribeAsync('devices/+/telemetry', { qos });
+    const publisher = await open(n1, device);
+    const arrived = nextMessage(backend, `devices/${id}/telemetry`);
+    await publisher.publishAsync(`devices/${id}/telemetry`, 'from node 1', { qos });
+    assert.equal(await arrived, 'from node 1');
+    return { backend, publisher };
+  };
+
   before(async () => {
     cluster = await startCluster({ nodes: 3, args: ['--cache-ttl', String(CACHE_TTL_S)] });
     // A backend service: reads every device's telemetry and sends devices commands.
@@ -66,14 +79,8 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
   });
 
   it('delivers a message published on one node to subscribers on every other node', async () => {
-    const sensor = await cluster.enroll('sensor-1');
-    const [n1, n2, n3] = cluster.nodes as [ServeProcess, ServeProcess, ServeProcess];
-    const onTwo = await open(n2, reader);
-    await onTwo.subscribeAsync('devices/+/telemetry', { qos: 1 });
-    const publisher = await open(n1, sensor);
-    const arrived = nextMessage(onTwo, 'devices/sensor-1/telemetry');
-    await publisher.publishAsync('devices/sensor-1/telemetry', 'from node 1', { qos: 1 });
-    assert.equal(await arrived, 'from node 1');
+    const n3 = cluster.nodes[2]!;
+    const { publisher, backend: onTwo } = await telemetryAcross('sensor-1', 1);
 
     const commanded = nextMessage(publisher, 'devices/sensor-1/commands/reboot');
     await publisher.subscribeAsync('devices/sensor-1/commands/#', { qos: 1 });
@@ -82,6 +89,7 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
     assert.equal(await commanded, 'now');
     await end(backend);
     await end(publisher);
+    await end(onTwo);
   });
 
   it('serves devices through HAProxy with docs/cluster/haproxy.cfg, TLS passed through, and steers them off a node that dies', async () => {
@@ -215,14 +223,8 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
 
   it('admits nothing it should not while Redis restarts, catches up when it is back, and delivers again', async () => {
     const [n1, n2] = cluster.nodes as [ServeProcess, ServeProcess];
-    const sensor = await cluster.enroll('sensor-2');
     const doomed = await cluster.enroll('doomed-1');
-    const backend = await open(n2, reader);
-    await backend.subscribeAsync('devices/+/telemetry', { qos: 0 });
-    const publisher = await open(n1, sensor);
-    const before = nextMessage(backend, 'devices/sensor-2/telemetry');
-    await publisher.publishAsync('devices/sensor-2/telemetry', 'before', { qos: 0 });
-    assert.equal(await before, 'before');
+    const { publisher, backend } = await telemetryAcross('sensor-2', 0);
     // Connected to node 2, so node 2 holds a verdict for it that the outage will make stale.
     const victim = await open(n2, doomed);
     const victimClosed = closed(victim);
