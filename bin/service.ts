@@ -98,7 +98,10 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   // line would stall the event loop on the pipe; lines written meanwhile go out together.
   // close() flushes what is left.
   const nodeName = options.nodeName ?? defaultNodeName();
-  const log = pino({ level: options.logLevel ?? 'info', base: { service: 'fleet', node: nodeName } }, options.logDestination ?? pino.destination({ dest: 1, sync: false }));
+  // A node of a cluster (or a process given a name) says which in every log line and metric;
+  // a single process's output stays as it always was.
+  const named = options.redis !== undefined || options.nodeName !== undefined;
+  const log = pino({ level: options.logLevel ?? 'info', base: named ? { service: 'fleet', node: nodeName } : { service: 'fleet' } }, options.logDestination ?? pino.destination({ dest: 1, sync: false }));
   const layout = dataLayout(options.dataDir);
   if (await initDataDir(layout.dir, clock)) log.info({ event: 'data_dir_created', dir: layout.dir }, 'created data directory with a new dev PKI');
 
@@ -111,7 +114,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   const server = await loadServerCredentials(layout.pki, keyring.get(DEFAULT_CA_ID)!, clock);
   const metrics = new MetricsRegistry();
   // Every series carries the node's name, so a cluster's scrapes stay apart.
-  metrics.setDefaultLabels({ node: nodeName });
+  if (named) metrics.setDefaultLabels({ node: nodeName });
   collectDefaultMetrics({ register: metrics });
 
   const graph = await FleetGraph.build(store);

@@ -66,8 +66,10 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
   });
 
   it('names each node in its health, readiness, logs and metrics', async () => {
-    for (const [i, node] of cluster.nodes.entries()) {
-      const name = `node-${i + 1}`;
+    const names = new Set<unknown>();
+    for (const node of cluster.nodes) {
+      const name = node.logs.find((e) => e.event === 'listening')?.node as string;
+      names.add(name);
       assert.equal((await cluster.api(node, '/healthz')).json.node, name);
       const ready = await cluster.api(node, '/readyz');
       assert.equal(ready.status, 200);
@@ -76,6 +78,7 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
       const metrics = (await cluster.api(node, '/metrics')).body.toString();
       assert.match(metrics, new RegExp(`^fleet_connected_devices\\{node="${name}"\\} `, 'm'));
     }
+    assert.deepEqual([...names].sort(), ['node-1', 'node-2', 'node-3']);
   });
 
   it('delivers a message published on one node to subscribers on every other node', async () => {
