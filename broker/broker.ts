@@ -157,8 +157,9 @@ export class DeviceBroker {
 
   /**
    * The registry's events may be missed from now on (a cluster node cut off from its bus):
-   * until resync(), every CONNECT reads the registry instead of trusting a cached verdict,
-   * and is refused with registry_unavailable if the registry cannot answer.
+   * until resync(), every CONNECT reads the registry instead of trusting a cached verdict
+   * (and is refused with registry_unavailable if the registry cannot answer), and neither
+   * break-glass grants nor monitor mode let anything through.
    */
   eventsMayBeMissed(): void {
     this.#unsure = true;
@@ -335,7 +336,8 @@ export class DeviceBroker {
     const verdict = await decide();
     if (verdict.ok || !peer.certificate) return this.#maybeMonitor(verdict, client, connection, session);
 
-    const grant = this.#grants.find(peer.certificate, verdict.reason, this.deps.clock());
+    // A grant may have been closed in an event this node missed: none applies while unsure.
+    const grant = this.#unsure ? undefined : this.#grants.find(peer.certificate, verdict.reason, this.deps.clock());
     if (grant) {
       const waived = await decide({ waive: verdict.reason });
       if (waived.ok) {
@@ -349,7 +351,8 @@ export class DeviceBroker {
 
   /** In monitor mode a failed identity check is recorded and the device admitted as it claims to be. */
   async #maybeMonitor(verdict: Verdict, client: Client, connection: Connection, session: Session): Promise<Verdict> {
-    if (verdict.ok) return verdict;
+    // Enforcement may have been switched on in an event this node missed: enforce while unsure.
+    if (verdict.ok || this.#unsure) return verdict;
     const claimed = connection.peer.certificate?.commonName ?? client.id;
     const groups = this.enforcement.listener === 'monitor' ? [] : (await this.#policyOf(claimed)).groups;
     if (!this.enforcement.monitors(verdict.reason, groups)) return verdict;
