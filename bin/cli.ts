@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { systemClock } from '../registry/clock.js';
 import { InProcessEventBus } from '../registry/events.js';
 import { openStore } from '../registry/open.js';
+import { BusUnavailableError, NodeNameInUseError } from '../registry/redis-bus.js';
 import { Registry } from '../registry/registry.js';
 import { formatReport } from '../registry/reports.js';
 import { dataLayout, DataDirError, initDataDir, recordInitialState } from './data-dir.js';
@@ -281,7 +282,7 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`fleet: ${error.message}\n\n${USAGE}`);
       return 2;
     }
-    if (error instanceof DataDirError) {
+    if (error instanceof DataDirError || error instanceof NodeNameInUseError || error instanceof BusUnavailableError) {
       console.error(`fleet: ${error.message}`);
       return 1;
     }

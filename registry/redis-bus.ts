@@ -17,6 +17,7 @@
 // only then do the `restored` handlers run (drop caches, re-check live sessions); until they
 // have succeeded the node stays "not caught up".
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { deliver, type EventBus, type EventHandler, type RegistryEvent } from './events.js';
@@ -34,6 +35,10 @@ export interface RedisBusOptions {
 }
 
 export const DEFAULT_REDIS_BUS_OPTIONS = Object.freeze({ heartbeatMs: 1000, confirmTimeoutMs: 2000, prefix: 'fleet' });
+
+export class NodeNameInUseError extends Error {
+  override readonly name = 'NodeNameInUseError';
+}
 
 /** The bus is cut off from Redis: the change is durable, but it could not be published. */
 export class BusUnavailableError extends Error {
@@ -102,11 +107,18 @@ export class RedisEventBus implements EventBus {
 
   /** Connects and waits until this node hears itself on the bus; fails after timeoutMs. */
   async start(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    if (this.#pub.status !== 'ready') {
+      await Promise.race([once(this.#pub, 'ready'), new Promise((_resolve, reject) => setTimeout(() => reject(new BusUnavailableError(`no answer from Redis at ${this.options.url} within ${timeoutMs} ms`)), timeoutMs).unref())]);
+    }
+    // Two nodes of one name would take each other's events for their own and skip them.
+    if ((await this.#pub.publish(this.#replyChannel, JSON.stringify({ id: 'name-check', from: this.options.node }))) > 0) {
+      throw new NodeNameInUseError(`another node on this Redis is already called ${this.options.node}; give each node its own --node-name`);
+    }
     await this.#sub.subscribe(this.#channel, this.#replyChannel);
     this.#heartbeat = setInterval(() => this.#beat(), this.options.heartbeatMs);
     this.#heartbeat.unref();
     this.#beat();
-    const deadline = Date.now() + timeoutMs;
     while (!this.#caughtUp) {
       if (Date.now() > deadline) throw new BusUnavailableError(`no answer from Redis at ${this.options.url} within ${timeoutMs} ms`);
       await new Promise((resolve) => setTimeout(resolve, 20));
@@ -129,12 +141,17 @@ export class RedisEventBus implements EventBus {
 
   async publish(events: readonly RegistryEvent[]): Promise<void> {
     if (events.length === 0) return;
-    await deliver(this.#handlers, events);
+    // This node's handlers fail or not, the other nodes are told: the change is durable.
+    const local = await deliver(this.#handlers, events).then(
+      () => undefined,
+      (err: unknown) => ({ err }),
+    );
     const id = randomUUID();
     const receivers = await this.#send({ kind: 'events', origin: this.options.node, id, events: [...events] });
     const replies = await this.#await(id, receivers);
     const failed = replies.filter((r) => r.failed).map((r) => r.from);
     if (failed.length > 0) this.log.error({ event: 'bus_handler_failed', nodes: failed, types: events.map((e) => e.type) }, 'nodes failed to apply registry events');
+    if (local) throw local.err;
   }
 
   subscribe(handler: EventHandler): () => void {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import type { RegistryEvent } from '../../registry/events.js';
-import { BusUnavailableError, RedisEventBus } from '../../registry/redis-bus.js';
+import { BusUnavailableError, NodeNameInUseError, RedisEventBus } from '../../registry/redis-bus.js';
 import { startRedis, type RedisServer } from '../support/cluster.js';
 import { LogCapture } from '../support/logs.js';
 import { eventually } from '../support/wait.js';
@@ -51,6 +51,12 @@ describe('RedisEventBus', { timeout: 30_000 }, () => {
     assert.ok(waited >= 450 && waited < 1400, `waited ${waited} ms`);
     await logs.waitFor('bus_confirm_timeout', { expected: 1 });
     off();
+  });
+
+  it('refuses to start a second node of the same name', async () => {
+    const twin = bus('a');
+    await assert.rejects(twin.start(), NodeNameInUseError);
+    await twin.close();
   });
 
   it('asks every other node a question', async () => {
