@@ -28,9 +28,15 @@ export interface SharedMqttState {
 export function redisMqttState(url: string, limits: SharedStateLimits, log: Logger): SharedMqttState {
   // The connections are ours, not the libraries': they are closed here even when a library's
   // own teardown fails half-way (it would leave a socket that keeps the process alive).
+  let closing = false;
   const connect = (role: string) => {
     const redis = new Redis(url, { connectionName: `fleet-mqtt-${role}` });
     redis.on('error', (err: Error) => log.debug({ event: 'redis_error', role, err: err.message }, 'redis connection error'));
+    // A subscriber that falls too far behind is disconnected by Redis (client-output-buffer-limit
+    // pubsub) and what was buffered for it is gone: QoS 0 messages lost, QoS 1 still queued.
+    redis.on('close', () => {
+      if (!closing) log.warn({ event: 'redis_disconnected', role }, 'a connection to Redis for MQTT state dropped; reconnecting');
+    });
     return redis;
   };
   const connections = [connect('sub'), connect('pub'), connect('persistence')] as const;
@@ -52,6 +58,7 @@ export function redisMqttState(url: string, limits: SharedStateLimits, log: Logg
     mq,
     persistence,
     async close() {
+      closing = true;
       await persistence.destroy().catch(() => undefined);
       // QUIT after what is still queued (a closing client's clean-up), rather than dropping it.
       // With Redis away a QUIT would wait for it: give up after a second.
