@@ -26,14 +26,15 @@ function pong(port: number): Promise<boolean> {
   });
 }
 
-export async function startRedis(): Promise<RedisServer> {
+/** `args` are further redis-server options, e.g. ['--client-output-buffer-limit', 'pubsub 256mb 128mb 60']. */
+export async function startRedis(args: string[] = []): Promise<RedisServer> {
   const port = await freePort();
   let child: ChildProcess | undefined;
   const server: RedisServer = {
     url: `redis://127.0.0.1:${port}`,
     port,
     async start() {
-      child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: 'ignore' });
+      child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...args], { stdio: 'ignore' });
       for (const deadline = Date.now() + 5000; !(await pong(port)); await new Promise((resolve) => setTimeout(resolve, 20))) {
         if (Date.now() > deadline) throw new Error(`redis-server did not answer on ${port}`);
       }
