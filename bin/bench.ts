@@ -6,6 +6,7 @@
 //   npm run bench [-- --quick] [--devices N] [--rounds R] [--duration S] [--rate MSG_PER_S]
 //                 [--revoke K] [--certificates N]
 //   npm run bench -- registry [--quick]
+//   npm run bench -- cluster [--quick] [--devices N] [--duration S] [--rate MSG_PER_S] [--revoke K]
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +19,7 @@ import { startOurs } from '../firmware-sim/bench/ours.js';
 import { measure, sampleProcess, settledRssKiB } from '../firmware-sim/bench/proc.js';
 import { deviceIds } from '../firmware-sim/run.js';
 import { withIntermediates } from '../provisioning/pki/served-chain.js';
+import { clusterBench, clusterTable, type ClusterSettings } from './bench-cluster.js';
 import { issuanceBench, type IssuanceFigures } from './bench-issuance.js';
 import { registryBench } from './bench-registry.js';
 
@@ -219,6 +221,17 @@ async function main(): Promise<void> {
   });
   const quick = values.quick;
   if (positionals[0] === 'registry') return registryMain(quick);
+  if (positionals[0] === 'cluster') {
+    return clusterMain({
+      devices: Number(values.devices ?? (quick ? 300 : 3000)),
+      durationMs: Number(values.duration ?? (quick ? 3 : 10)) * 1000,
+      rate: Number(values.rate ?? (quick ? 5000 : 20_000)),
+      revoke: Number(values.revoke ?? (quick ? 20 : 100)),
+      concurrency: 64,
+      database: process.env.FLEET_BENCH_DATABASE ?? 'postgres://postgres@127.0.0.1:5432/test',
+      say,
+    });
+  }
   const s: Settings = {
     devices: Number(values.devices ?? (quick ? 300 : 10_000)),
     rounds: Number(values.rounds ?? (quick ? 1 : 3)),
@@ -255,6 +268,16 @@ async function main(): Promise<void> {
   const file = `bench-results/bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
   await writeFile(file, JSON.stringify({ settings: s, rounds }, null, 2));
   console.log(`\nrounds written to ${file}`);
+}
+
+async function clusterMain(s: ClusterSettings): Promise<void> {
+  say(`cluster of 1, 2 and 3 nodes: ${s.devices} devices, telemetry offered at ${s.rate}/s for ${s.durationMs / 1000} s`);
+  const figures = await clusterBench(s);
+  console.log(clusterTable(figures, s));
+  await mkdir('bench-results', { recursive: true });
+  const file = `bench-results/cluster-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
+  await writeFile(file, JSON.stringify({ settings: s, figures }, null, 2)); // `say` is a function: left out
+  console.log(`\nwritten to ${file}`);
 }
 
 async function registryMain(quick: boolean): Promise<void> {

@@ -5,18 +5,22 @@ import { existsSync } from 'node:fs';
 import { systemClock } from '../registry/clock.js';
 import { InProcessEventBus } from '../registry/events.js';
 import { openStore } from '../registry/open.js';
+import { BusUnavailableError, NodeNameInUseError } from '../registry/redis-bus.js';
 import { Registry } from '../registry/registry.js';
 import { formatReport } from '../registry/reports.js';
 import { pemDirectory, trustBundles } from '../provisioning/trust.js';
 import { dataLayout, DataDirError, initDataDir, recordInitialState } from './data-dir.js';
 import { trustDir } from './reload.js';
-import { DEFAULT_BREAK_GLASS_MAX_MS, DEFAULT_BROKER_OPTIONS, startService } from './service.js';
+import { DEFAULT_BREAK_GLASS_MAX_MS, DEFAULT_BROKER_OPTIONS, defaultNodeName, startService } from './service.js';
+import { isWorker, leaveCluster, runPrimary, workerCount, workerNodeName } from './workers.js';
 
 const USAGE = `usage:
   fleet init   [--data DIR] [--database postgres://…] [--issuing-ca-days 1826]
   fleet serve  [--data DIR] [--database postgres://…] [--mqtt-port 8883] [--api-port 8443]
                [--issuing-ca-days 1826]
                [--host 127.0.0.1] [--public-url URL] [--log-level info]
+               [--redis redis://…] [--node-name NAME] [--workers N|auto]
+               [--cache-ttl 300] [--offline-ttl 86400]
                [--publish-rate 100] [--publish-burst 200] [--max-packet-bytes 131072]
                [--connect-rate 1] [--connect-burst 2]
                [--address-connect-rate 200] [--address-connect-burst 400]
@@ -40,7 +44,14 @@ const USAGE = `usage:
          per second (raise it for load tests from one host, or many devices behind NAT);
          the longest a break-glass grant may last, in seconds. --tls-session-tickets
          lets devices resume TLS sessions (off by default: the tickets cost more than
-         they save for devices that stay connected)
+         they save for devices that stay connected).
+         Cluster: --redis makes this process a node of a cluster whose nodes share MQTT
+         state and registry events through Redis (with --database, the registry in
+         PostgreSQL); --node-name names it in logs and metrics (default host-pid);
+         --workers N runs N such nodes in this machine's processes on the same ports
+         (auto: one per core; needs --redis). --cache-ttl: seconds a registry verdict
+         is trusted without an event; --offline-ttl: seconds a QoS 1 message waits in
+         Redis for an offline device
   report the fleet report: expiring and old certificates, active certificates under a
          revoked or expired CA, shared certificates and conflicting client ids
   operator add  create an operator with an API token of its own (printed once); a
@@ -81,17 +92,23 @@ function issuingLifetime(days: string | undefined): number | undefined {
   return days === undefined ? undefined : positive(days, 0, '--issuing-ca-days') * DAY_MS;
 }
 
-async function init(args: string[]): Promise<number> {
-  const values = parse(args, { data: { type: 'string', default: './data' }, database: { type: 'string' }, 'issuing-ca-days': { type: 'string' } });
-  const layout = dataLayout(values.data);
-  const created = await initDataDir(layout.dir, systemClock, { issuingLifetimeMs: issuingLifetime(values['issuing-ca-days']) });
+/** Creates the data directory if absent and brings the registry up to date with it. */
+async function prepare(data: string, database: string | undefined, issuingLifetimeMs: number | undefined): Promise<{ layout: ReturnType<typeof dataLayout>; created: boolean }> {
+  const layout = dataLayout(data);
+  const created = await initDataDir(layout.dir, systemClock, { issuingLifetimeMs });
   // The registry learns the PKI's CAs now (idempotent: serve does the same at every start).
-  const store = await openStore(values.database ?? layout.registry);
+  const store = await openStore(database ?? layout.registry);
   try {
     await recordInitialState(new Registry({ store, bus: new InProcessEventBus(), clock: systemClock }), layout, systemClock);
   } finally {
     await store.close();
   }
+  return { layout, created };
+}
+
+async function init(args: string[]): Promise<number> {
+  const values = parse(args, { data: { type: 'string', default: './data' }, database: { type: 'string' }, 'issuing-ca-days': { type: 'string' } });
+  const { layout, created } = await prepare(values.data, values.database, issuingLifetime(values['issuing-ca-days']));
   if (created) {
     console.log(`created ${layout.dir}
   trust anchor     ${layout.pki.rootCert}
@@ -124,11 +141,29 @@ async function serve(args: string[]): Promise<number> {
     'tls-session-tickets': { type: 'boolean', default: false },
     'issuing-ca-days': { type: 'string' },
     'break-glass-max': { type: 'string' },
+    redis: { type: 'string' },
+    'node-name': { type: 'string' },
+    workers: { type: 'string' },
+    'cache-ttl': { type: 'string' },
+    'offline-ttl': { type: 'string' },
   });
+  if (values.redis !== undefined && !/^rediss?:\/\//.test(values.redis)) throw new UsageError(`--redis must be a redis:// or rediss:// URL, got ${values.redis}`);
+  if (values['node-name'] !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(values['node-name'])) throw new UsageError('--node-name is 1–64 characters of A–Z, a–z, 0–9, ".", "_", "-"');
+  if (values.workers !== undefined && !isWorker()) {
+    const count = workerCount(values.workers);
+    if (count === undefined) throw new UsageError(`--workers must be a whole number from 1 to 1024, or auto, got ${values.workers}`);
+    if (values.redis === undefined) throw new UsageError('--workers needs --redis: the workers share MQTT state and registry events through it');
+    // Once, before any worker starts: the PKI, migrations and the registry's initial state.
+    await prepare(values.data, values.database, issuingLifetime(values['issuing-ca-days']));
+    return runPrimary(count, (event) => console.log(JSON.stringify({ service: 'fleet', time: Date.now(), ...event })));
+  }
   const defaults = DEFAULT_BROKER_OPTIONS;
   const service = await startService({
     dataDir: values.data,
     database: values.database,
+    redis: values.redis,
+    nodeName: workerNodeName(values['node-name'] ?? defaultNodeName()) ?? values['node-name'],
+    sharedState: values['offline-ttl'] === undefined ? undefined : { offlineTtlSeconds: positive(values['offline-ttl'], 0, '--offline-ttl') },
     host: values.host,
     mqttPort: port(values['mqtt-port'], 8883, '--mqtt-port'),
     apiPort: port(values['api-port'], 8443, '--api-port'),
@@ -138,6 +173,7 @@ async function serve(args: string[]): Promise<number> {
     issuingCaLifetimeMs: issuingLifetime(values['issuing-ca-days']),
     breakGlassMaxMs: positive(values['break-glass-max'], DEFAULT_BREAK_GLASS_MAX_MS / 1000, '--break-glass-max') * 1000,
     broker: {
+      cache: { ...defaults.cache, ttlMs: positive(values['cache-ttl'], defaults.cache.ttlMs / 1000, '--cache-ttl') * 1000 },
       maxPacketBytes: positive(values['max-packet-bytes'], defaults.maxPacketBytes, '--max-packet-bytes'),
       publish: {
         ...defaults.publish,
@@ -163,7 +199,14 @@ async function serve(args: string[]): Promise<number> {
     process.once('SIGTERM', stop);
   });
   service.log.info({ event: 'stopping' }, 'shutting down');
+  // A dependency that no longer answers (Redis, PostgreSQL) must not keep a stopping process alive.
+  setTimeout(() => {
+    service.log.error({ event: 'stop_timeout' }, 'shutdown did not finish in time; exiting');
+    service.log.flush();
+    process.exit(1);
+  }, 15_000).unref();
   await service.close();
+  leaveCluster();
   return 0;
 }
 
@@ -273,7 +316,7 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`fleet: ${error.message}\n\n${USAGE}`);
       return 2;
     }
-    if (error instanceof DataDirError) {
+    if (error instanceof DataDirError || error instanceof NodeNameInUseError || error instanceof BusUnavailableError) {
       console.error(`fleet: ${error.message}`);
       return 1;
     }

@@ -1,9 +1,11 @@
 // The composition root: builds every part from the data directory and wires them together.
 // `fleet serve` and the end-to-end tests both start the service through here.
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { DeviceBroker, type BrokerOptions } from '../broker/broker.js';
+import { DEFAULT_SHARED_STATE_LIMITS, redisMqttState, type SharedMqttState, type SharedStateLimits } from '../broker/cluster.js';
 import { listenMutualTls } from '../broker/listener.js';
 import { buildApi } from '../provisioning/api/app.js';
 import { CrlRevocations } from '../provisioning/crl-import.js';
@@ -16,9 +18,10 @@ import { crlPath, Provisioning } from '../provisioning/service.js';
 import { withIntermediates } from '../provisioning/pki/served-chain.js';
 import { pemDirectory, Trust } from '../provisioning/trust.js';
 import { systemClock, type Clock } from '../registry/clock.js';
-import { InProcessEventBus } from '../registry/events.js';
+import { InProcessEventBus, type EventBus } from '../registry/events.js';
 import { FleetGraph } from '../registry/graph.js';
 import { openStore } from '../registry/open.js';
+import { DEFAULT_REDIS_BUS_OPTIONS, RedisEventBus, type RedisBusOptions } from '../registry/redis-bus.js';
 import { Registry } from '../registry/registry.js';
 import { dataLayout, initDataDir, recordInitialState } from './data-dir.js';
 import { brokerRegistry, claimPort } from './ports.js';
@@ -30,6 +33,17 @@ export interface ServiceOptions {
   dataDir: string;
   /** postgres://… for PostgreSQL; absent: the SQLite file in the data directory. */
   database?: string;
+  /**
+   * redis://… to run as a node of a cluster: MQTT state and registry events shared through
+   * Redis. Absent: one process, everything in memory.
+   */
+  redis?: string;
+  /** This node's name in logs, metrics and the cluster; hostname-pid when absent. */
+  nodeName?: string;
+  /** Heartbeat and confirmation timing of the cluster's event bus. */
+  bus?: Partial<Pick<RedisBusOptions, 'heartbeatMs' | 'confirmTimeoutMs' | 'prefix'>>;
+  /** Bounds of the MQTT state kept in Redis. */
+  sharedState?: Partial<SharedStateLimits>;
   host: string;
   mqttPort: number;
   apiPort: number;
@@ -52,6 +66,7 @@ export interface ServiceOptions {
 }
 
 export interface RunningService {
+  nodeName: string;
   mqttPort: number;
   apiPort: number;
   apiUrl: string;
@@ -92,10 +107,14 @@ function urlHost(host: string): string {
 
 export async function startService(options: ServiceOptions): Promise<RunningService> {
   const clock = options.clock ?? systemClock;
+  const nodeName = options.nodeName ?? defaultNodeName();
+  // A node of a cluster (or a process given a name) says which in every log line and metric;
+  // a single process's output stays as it always was.
+  const named = options.redis !== undefined || options.nodeName !== undefined;
   // Asynchronous writes: a CONNECT storm logs a line per device, and a synchronous write per
   // line would stall the event loop on the pipe; lines written meanwhile go out together.
   // close() flushes what is left.
-  const log = pino({ level: options.logLevel ?? 'info', base: { service: 'fleet' } }, options.logDestination ?? pino.destination({ dest: 1, sync: false }));
+  const log = pino({ level: options.logLevel ?? 'info', base: named ? { service: 'fleet', node: nodeName } : { service: 'fleet' } }, options.logDestination ?? pino.destination({ dest: 1, sync: false }));
   const layout = dataLayout(options.dataDir);
   if (await initDataDir(layout.dir, clock, { issuingLifetimeMs: options.issuingCaLifetimeMs })) log.info({ event: 'data_dir_created', dir: layout.dir }, 'created data directory with a new dev PKI');
 
@@ -108,12 +127,15 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   try {
     const store = await openStore(options.database ?? layout.registry);
     teardown.push(() => store.close());
-    const bus = new InProcessEventBus();
+    const cluster = options.redis ? await joinCluster(options.redis, nodeName, options, log) : undefined;
+    const bus: EventBus = cluster?.bus ?? new InProcessEventBus();
     teardown.push(() => bus.close());
     const registry = new Registry({ store, bus, clock });
     await recordInitialState(registry, layout, clock);
     const keyring = await CaKeyring.load(layout.pki, await registry.authorities.list());
     const metrics = new MetricsRegistry();
+    // Every series carries the node's name, so a cluster's scrapes stay apart.
+    if (named) metrics.setDefaultLabels({ node: nodeName });
     collectDefaultMetrics({ register: metrics });
     let apiPort = options.apiPort;
     const publicUrl = () => options.publicUrl ?? `https://${urlHost(options.host)}:${apiPort}`;
@@ -133,8 +155,19 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
 
     const crlRevocations = new CrlRevocations();
     const brokerOptions: BrokerOptions = { ...DEFAULT_BROKER_OPTIONS, id: randomUUID(), ...options.broker };
-    const broker = await DeviceBroker.create(brokerOptions, { registry: brokerRegistry(registry, brokerOptions.id!, crlRevocations), events: bus, clock, log, metrics, claims: claimPort(registry, claims) });
-    teardown.push(() => broker.close());
+    const broker = await DeviceBroker.create(brokerOptions, {
+      registry: brokerRegistry(registry, brokerOptions.id!, crlRevocations),
+      events: bus,
+      clock,
+      log,
+      metrics,
+      claims: claimPort(registry, claims),
+      sharedState: cluster?.state,
+    });
+    teardown.push(async () => {
+      await broker.close();
+      await cluster?.state.close();
+    });
 
     const extraTrust = () => pemDirectory(trustDir(layout), (file, problem) => log.error({ event: 'trust_file_ignored', file, problem }, 'a file in pki/trust.d/ is not a certificate'));
     const trust = await Trust.load(() => registry.authorities.list(), extraTrust, layout.pki.caBundle);
@@ -166,6 +199,33 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       log,
     });
     teardown.push(() => reloader.stop());
+    if (cluster) {
+      // Cut off from the bus, this node may miss revocations: it stops trusting what it has
+      // cached. Back on the bus, it re-reads what it may have missed before trusting it again.
+      cluster.bus.onLost(() => broker.eventsMayBeMissed());
+      cluster.bus.onRestored(async () => {
+        await graph.reload(store);
+        await crls.refreshAll();
+        await reloader.reloadTrust();
+        const closed = await broker.resync();
+        log.info({ event: 'resynced', sessionsChecked: broker.sessions.readyCount + closed.length, sessionsClosed: closed.length }, 'caught up with the registry after the bus came back');
+      });
+      // "Connected now" is a question for every node.
+      cluster.bus.answer('connected', (deviceId) => broker.isConnected(String(deviceId)));
+    }
+    const presence = {
+      isConnected: async (deviceId: string) => broker.isConnected(deviceId) || (cluster !== undefined && (await cluster.bus.ask('connected', deviceId)).some((answer) => answer === true)),
+    };
+    const readiness = async (): Promise<Readiness> => {
+      if (cluster && !cluster.bus.state.connected) return { ready: false, code: 'bus_disconnected' };
+      if (cluster && !cluster.bus.state.caughtUp) return { ready: false, code: 'bus_catching_up' };
+      try {
+        await registry.authorities.list();
+      } catch {
+        return { ready: false, code: 'registry_unreachable' };
+      }
+      return { ready: true };
+    };
     const api = await buildApi(
       { tls: { key: server.keyPem, cert: servedCert } },
       {
@@ -176,7 +236,9 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         crls,
         caBundle: () => trust.bundles.caBundlePem,
         metrics,
-        presence: broker,
+        presence,
+        readiness,
+        node: nodeName,
         broker,
         reload: () => reloader.reloadAll(),
         rotation: rotator,
@@ -220,12 +282,13 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     teardown.push(() => rotator.stop());
 
     log.info(
-      { event: 'listening', mqtt: `mqtts://${urlHost(options.host)}:${listener.port}`, api: publicUrl(), dataDir: layout.dir, registry: store.dialect, graph: graph.size },
+      { event: 'listening', pid: process.pid, mqtt: `mqtts://${urlHost(options.host)}:${listener.port}`, api: publicUrl(), dataDir: layout.dir, registry: store.dialect, bus: cluster ? 'redis' : 'in-process', graph: graph.size },
       'fleet service ready',
     );
 
     let closing: Promise<void> | undefined;
     return {
+      nodeName,
       mqttPort: listener.port,
       apiPort,
       apiUrl: `https://${urlHost(options.host)}:${apiPort}`,
@@ -246,4 +309,45 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     await new Promise<void>((resolve) => log.flush(() => resolve()));
     throw error;
   }
+}
+
+export type Readiness = { ready: true } | { ready: false; code: 'bus_disconnected' | 'bus_catching_up' | 'registry_unreachable' };
+
+/** Unique per process on one host, recognisable across restarts. */
+export function defaultNodeName(): string {
+  return `${hostname()}-${process.pid}`;
+}
+
+interface ClusterMembership {
+  bus: RedisEventBus;
+  state: SharedMqttState;
+}
+
+/**
+ * aedes-persistence-redis issues some commands without waiting for them (removing a will or
+ * an expired queue entry); when Redis goes away they reject with nobody listening, and an
+ * unhandled rejection ends a Node process. Those are logged here; any other unhandled
+ * rejection still ends the process, as it would without this.
+ */
+function tolerateRedisFireAndForget(log: Logger): void {
+  process.on('unhandledRejection', (reason) => {
+    if (reason instanceof Error && reason.stack?.includes('/node_modules/ioredis/')) {
+      log.warn({ event: 'redis_command_lost', err: reason.message }, 'a Redis command without a caller failed');
+      return;
+    }
+    throw reason;
+  });
+}
+
+/** Connects to the cluster's Redis: the event bus (heard back before this returns) and the MQTT state. */
+async function joinCluster(url: string, nodeName: string, options: ServiceOptions, log: Logger): Promise<ClusterMembership> {
+  tolerateRedisFireAndForget(log);
+  const bus = new RedisEventBus({ ...DEFAULT_REDIS_BUS_OPTIONS, ...options.bus, url, node: nodeName }, log);
+  try {
+    await bus.start();
+  } catch (error) {
+    await bus.close();
+    throw error;
+  }
+  return { bus, state: redisMqttState(url, { ...DEFAULT_SHARED_STATE_LIMITS, ...options.sharedState }, log) };
 }

@@ -64,10 +64,11 @@ export class AccessCache {
     private readonly maxEntries: number,
   ) {}
 
-  async policyOf(deviceId: string): Promise<AccessPolicy> {
+  /** `fresh` skips the cached policy (its events may have been missed) and reads the registry. */
+  async policyOf(deviceId: string, fresh = false): Promise<AccessPolicy> {
     for (let attempt = 0; attempt < 3; attempt++) {
       const cached = this.#policies.get(deviceId);
-      if (cached) return cached;
+      if (cached && !fresh) return cached;
       const epoch = this.#epoch;
       const policy = AccessPolicy.of(await this.source.accessOf(deviceId));
       if (epoch !== this.#epoch) continue;

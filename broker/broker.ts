@@ -2,23 +2,25 @@
 // neutral: handle() takes any duplex stream plus the facts its TLS layer established, so the
 // same broker runs behind node:tls in production and over in-memory streams in tests.
 import { Aedes, type AedesOptions, type Client, type PublishPacket, type Subscription } from 'aedes';
+import type { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Registry as MetricsRegistry } from 'prom-client';
 import type { Clock } from '../registry/clock.js';
 import type { EventHandler, RegistryEvent } from '../registry/events.js';
+import type { Fingerprint } from '../registry/ids.js';
 import type { CaRecord, EnforcementMode, Grant, Sighting } from '../registry/model.js';
 import { AbuseControl, type AbuseLimits } from './abuse.js';
 import { AccessCache, AccessPolicy, type AccessSource } from './access.js';
 import { coalesceWrites } from './coalesce-writes.js';
-import { decideAdmission, type AdmissionOptions, type Standing, type Verdict } from './admission.js';
+import { decideAdmission, registryVerdict, type AdmissionOptions, type Standing, type Verdict } from './admission.js';
 import { GrantBook } from './break-glass.js';
 import { EnforcementState } from './enforcement.js';
 import { ClaimTopics, type ClaimPort } from './fleet-topics/claim.js';
 import { JustInTime, type JitRegistry } from './jit.js';
 import { PacketLengthWatch, PublishPacer, type PublishLimits } from './limits.js';
 import { parseCertificates, subjectLine, type PeerCertificateFacts, type PeerFacts } from './peer.js';
-import { Refusal, type Reason, type RefusalFacts } from './reasons.js';
+import { ALWAYS_ENFORCED, Refusal, type Reason, type RefusalFacts } from './reasons.js';
 import { closeSession, newSession, SessionIndex, unsubscribeSession, type Session, type SessionClient } from './sessions.js';
 import { BrokerTelemetry } from './telemetry.js';
 import { isOwnTopic } from './topics.js';
@@ -61,6 +63,8 @@ export interface BrokerDeps {
   monotonicMs?: () => number;
   /** Fleet provisioning by claim; without it claim certificates are refused. */
   claims?: ClaimPort;
+  /** MQTT state shared with other nodes (broker/cluster.ts); in this process's memory when absent. */
+  sharedState?: { mq: unknown; persistence: unknown };
 }
 
 /** Per-connection state, kept only while the connection lives. */
@@ -99,6 +103,8 @@ export class DeviceBroker {
   readonly #unsubscribe: () => void;
   readonly #now: () => number;
   readonly #lastSightings = new Map<string, number>();
+  /** Registry events may have been missed (cut off from the cluster's bus): read, do not trust caches. */
+  #unsure = false;
   #aedes!: Aedes;
 
   private constructor(
@@ -186,9 +192,52 @@ export class DeviceBroker {
     await new Promise<void>((resolve) => this.#aedes.close(() => resolve()));
   }
 
+  /**
+   * The registry's events may be missed from now on (a cluster node cut off from its bus):
+   * until resync(), every CONNECT reads the registry instead of trusting a cached verdict
+   * (and is refused with registry_unavailable if the registry cannot answer), and neither
+   * break-glass grants nor monitor mode let anything through.
+   */
+  eventsMayBeMissed(): void {
+    this.#unsure = true;
+    this.#cache.readThrough(true);
+  }
+
+  /**
+   * Catches up with whatever events were missed: forgets every cached verdict and policy,
+   * re-reads enforcement and grants, and checks every live session against the registry,
+   * closing those it no longer admits. Cached verdicts are trusted again only once that
+   * succeeded; if the registry cannot answer, this rejects and the broker stays unsure.
+   * Returns the sessions closed.
+   */
+  async resync(): Promise<Session[]> {
+    this.#cache.clear();
+    this.#access.invalidate();
+    this.#jit.forget();
+    await Promise.all([this.#loadEnforcement(), this.#loadGrants()]);
+    const live = [...this.sessions.all()].filter((s) => s.phase !== 'closed' && !s.doomed);
+    const verdicts = await Promise.all(live.map(async (s) => (s.fingerprint === '' ? undefined : registryVerdict(await this.#cache.standing(s.fingerprint as Fingerprint), { commonName: s.deviceId } as PeerCertificateFacts, s.grant?.waives))));
+    const closed: Session[] = [];
+    live.forEach((session, i) => {
+      const verdict = verdicts[i];
+      if (!verdict || verdict.ok) return;
+      if (session.monitored && !ALWAYS_ENFORCED.includes(verdict.reason)) return;
+      for (const s of this.sessions.condemn([session], verdict.reason)) {
+        this.#terminated(s, verdict.reason);
+        closed.push(s);
+      }
+    });
+    await this.#refreshAccess([...new Set(live.filter((s) => !s.doomed).map((s) => s.deviceId))], false);
+    this.#unsure = false;
+    this.#cache.readThrough(false);
+    return closed;
+  }
+
   async #start(): Promise<void> {
     const options: AedesOptions = {
       id: this.options.id,
+      // A shared emitter is built with the same concurrency 0 (broker/cluster.ts).
+      ...(this.deps.sharedState ? { mq: this.deps.sharedState.mq, persistence: this.deps.sharedState.persistence } : {}),
       // concurrency 0 lets mqemitter deliver without its bounded queue. With the queue, a
       // subscriber dropping during a QoS0 flood leaves thousands of queued messages with no
       // listener, which mqemitter then drains by synchronous recursion until the stack
@@ -224,6 +273,9 @@ export class DeviceBroker {
     this.#aedes.on('clientReady', (client) => this.#onReady(client));
     this.#aedes.on('clientError', (client, error) => this.#onClientError(client, error));
     this.#aedes.on('connectionError', (client, error) => this.#onClientError(client, error));
+    // Aedes reports failures of its persistence here (Redis away, in a cluster); unheard,
+    // an EventEmitter error would end the process.
+    (this.#aedes as unknown as EventEmitter).on('error', (err: Error) => this.deps.log.error({ err, event: 'broker_error' }, 'broker state operation failed'));
     this.#aedes.on('unsubscribe', (filters, client) => {
       const held = this.#connections.get(client.conn)?.session?.filters;
       if (held) for (const filter of filters) held.delete(filter);
@@ -329,7 +381,8 @@ export class DeviceBroker {
     const verdict = await decide();
     if (verdict.ok || !peer.certificate) return this.#maybeMonitor(verdict, client, connection, session);
 
-    const grant = this.#grants.find(peer.certificate, verdict.reason, this.deps.clock());
+    // A grant may have been closed in an event this node missed: none applies while unsure.
+    const grant = this.#unsure ? undefined : this.#grants.find(peer.certificate, verdict.reason, this.deps.clock());
     if (grant) {
       const waived = await decide({ waive: verdict.reason });
       if (waived.ok) {
@@ -343,7 +396,8 @@ export class DeviceBroker {
 
   /** In monitor mode a failed identity check is recorded and the device admitted as it claims to be. */
   async #maybeMonitor(verdict: Verdict, client: Client, connection: Connection, session: Session): Promise<Verdict> {
-    if (verdict.ok) return verdict;
+    // Enforcement may have been switched on in an event this node missed: enforce while unsure.
+    if (verdict.ok || this.#unsure) return verdict;
     const claimed = connection.peer.certificate?.commonName ?? client.id;
     const groups = this.enforcement.listener === 'monitor' ? [] : (await this.#policyOf(claimed)).groups;
     if (!this.enforcement.monitors(verdict.reason, groups)) return verdict;
@@ -380,7 +434,7 @@ export class DeviceBroker {
 
   async #policyOf(deviceId: string): Promise<AccessPolicy> {
     try {
-      return await this.#access.policyOf(deviceId);
+      return await this.#access.policyOf(deviceId, this.#unsure);
     } catch (err) {
       // Fail closed on grants: the device keeps its own namespace and nothing more.
       this.deps.log.warn({ err, event: 'access_unavailable', deviceId }, 'topic policy could not be read; own namespace only');

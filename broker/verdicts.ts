@@ -28,6 +28,8 @@ export class VerdictCache {
   readonly #cache: LRUCache<Fingerprint, Standing>;
   /** Counts device status events; a lookup that straddles one is repeated. */
   #deviceEpoch = 0;
+  /** Set while events may be missed (a cluster node cut off from its bus): every lookup reads the registry. */
+  #readThrough = false;
 
   constructor(source: AdmissionSource, private readonly options: VerdictCacheOptions) {
     this.#cache = new LRUCache<Fingerprint, Standing>({
@@ -62,7 +64,7 @@ export class VerdictCache {
       const deviceEpoch = this.#deviceEpoch;
       let standing: Standing | undefined;
       try {
-        standing = await this.#cache.fetch(fingerprint);
+        standing = await this.#cache.fetch(fingerprint, this.#readThrough ? { forceRefresh: true } : undefined);
       } catch (error) {
         if (error instanceof RegistryUnavailableError) throw error;
         continue; // aborted by an event
@@ -75,6 +77,19 @@ export class VerdictCache {
       if (standing) return standing;
     }
     throw new RegistryUnavailableError('registry lookup kept being overtaken by status changes');
+  }
+
+  /**
+   * While on, cached answers are not trusted: each lookup reads the registry (and fails
+   * closed when it cannot), though answers are still cached for when it is turned off.
+   */
+  readThrough(on: boolean): void {
+    this.#readThrough = on;
+  }
+
+  /** Forgets everything, revocation tombstones included: the registry is read afresh. */
+  clear(): void {
+    this.#cache.clear();
   }
 
   /** Drops what is known of a certificate, so the next lookup reads the registry. */

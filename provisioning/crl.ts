@@ -135,6 +135,11 @@ export class Crls {
     await publisher.refresh();
   }
 
+  /** Rebuilds every CRL, for when revocation events may have been missed. */
+  async refreshAll(): Promise<void> {
+    await Promise.all([...this.#publishers.values()].map((publisher) => this.#refresh(publisher)));
+  }
+
   /** An event handler: the returned promise settles once the affected CRLs are rebuilt. */
   async apply(event: RegistryEvent): Promise<void> {
     let caId: string | undefined;

@@ -32,6 +32,18 @@ export interface EventBus {
   close(): Promise<void>;
 }
 
+/** Hands every event to every handler at once; settles when all have handled them. */
+export async function deliver(handlers: Iterable<EventHandler>, events: readonly RegistryEvent[]): Promise<void> {
+  const pending: Promise<void>[] = [];
+  for (const event of events) {
+    for (const handler of handlers) {
+      const result = handler(event);
+      if (result) pending.push(result);
+    }
+  }
+  await Promise.all(pending);
+}
+
 /**
  * The single-process bus: publish resolves after every subscriber has handled every event,
  * so "published" also means "the broker has closed the sessions" here.
@@ -39,15 +51,8 @@ export interface EventBus {
 export class InProcessEventBus implements EventBus {
   readonly #handlers = new Set<EventHandler>();
 
-  async publish(events: readonly RegistryEvent[]): Promise<void> {
-    const pending: Promise<void>[] = [];
-    for (const event of events) {
-      for (const handler of this.#handlers) {
-        const result = handler(event);
-        if (result) pending.push(result);
-      }
-    }
-    await Promise.all(pending);
+  publish(events: readonly RegistryEvent[]): Promise<void> {
+    return deliver(this.#handlers, events);
   }
 
   subscribe(handler: EventHandler): () => void {

@@ -32,7 +32,7 @@ export interface BlastRadius {
 }
 
 export class FleetGraph {
-  readonly #graph = new DirectedGraph<NodeAttributes, EdgeAttributes>({ allowSelfLoops: false });
+  #graph = new DirectedGraph<NodeAttributes, EdgeAttributes>({ allowSelfLoops: false });
 
   static async build(store: RegistryStore): Promise<FleetGraph> {
     const graph = new FleetGraph();
@@ -48,6 +48,11 @@ export class FleetGraph {
     for (const g of await store.groups.all()) graph.#node('group', g.id);
     for (const m of await store.groups.edges()) graph.#edge('device', m.deviceId, 'group', m.groupId, 'member-of');
     return graph;
+  }
+
+  /** Rebuilds from the store, for when events may have been missed (a cluster node back on its bus). */
+  async reload(store: RegistryStore): Promise<void> {
+    this.#graph = (await FleetGraph.build(store)).#graph;
   }
 
   get size(): { nodes: number; edges: number } {

@@ -14,7 +14,9 @@ const parseInt8: Parser = (value) => Number(value);
 const types = { getTypeParser: (oid: number, format?: 'text' | 'binary') => (oid === INT8_OID ? parseInt8 : builtin(oid, format)) };
 
 export async function openPostgresStore(url: string, options: { maxConnections?: number } = {}): Promise<KyselyRegistryStore> {
-  const pool = new pg.Pool({ connectionString: url, max: options.maxConnections ?? 10, types });
+  // A database that cannot be reached fails a query in seconds rather than leaving it (and
+  // the CONNECT waiting on it) hanging: the broker then fails closed with registry_unavailable.
+  const pool = new pg.Pool({ connectionString: url, max: options.maxConnections ?? 10, connectionTimeoutMillis: 5000, types });
   // An idle client that loses its connection is replaced; the next query reports the outage.
   pool.on('error', () => undefined);
   const db = new Kysely<RegistryDatabase>({ dialect: new PostgresDialect({ pool }) });

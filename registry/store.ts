@@ -68,12 +68,17 @@ export function kyselyStore(root: Kysely<RegistryDatabase>, dialect: Dialect, mi
     ...queries({ db: root, dialect }),
     dialect,
     async migrate() {
-      // Fails loudly rather than run on an old schema.
-      const migrationTableSchema = await migrationSchema?.();
-      const migrator = new Migrator({ db: root, provider: registryMigrations(dialect), migrationTableSchema });
-      const { error, results } = await migrator.migrateToLatest();
-      const failed = results?.find((r) => r.status === 'Error');
-      if (error || failed) throw new Error(`registry migration ${failed?.migrationName ?? ''} failed`, { cause: error });
+      const migrator = new Migrator({ db: root, provider: registryMigrations(dialect), migrationTableSchema: await migrationSchema?.() });
+      // Nodes of a cluster may start together on a new database; Kysely serializes the
+      // migrations themselves, but creating its own tables can race. A second attempt finds them.
+      for (let attempt = 1; ; attempt++) {
+        const { error, results } = await migrator.migrateToLatest();
+        const failed = results?.find((r) => r.status === 'Error');
+        if (!error && !failed) return;
+        // Fails loudly rather than run on an old schema.
+        if (failed || attempt === 3) throw new Error(`registry migration ${failed?.migrationName ?? ''} failed`, { cause: error });
+        await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+      }
     },
     transaction: (work) => root.transaction().execute((trx) => work(queries({ db: trx, dialect }))),
     close: () => root.destroy(),

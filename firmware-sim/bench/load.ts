@@ -85,9 +85,10 @@ const TICK_MS = 10;
 
 /**
  * Publishes QoS 0 telemetry at `totalPerSecond` across all connections, round robin, from
- * one ticker (no timer per device), for `durationMs`; then waits for the reader to drain.
+ * one ticker (no timer per device), for `durationMs`; then waits for the reader to drain
+ * (until nothing arrived for `quietMs`).
  */
-export async function fanIn(connections: readonly Connected[], reader: ReaderCount, totalPerSecond: number, durationMs: number): Promise<{ published: number; received: number }> {
+export async function fanIn(connections: readonly Connected[], reader: ReaderCount, totalPerSecond: number, durationMs: number, quietMs = 500): Promise<{ published: number; received: number }> {
   const receivedBefore = reader.received;
   let published = 0;
   let next = 0;
@@ -108,7 +109,7 @@ export async function fanIn(connections: readonly Connected[], reader: ReaderCou
     }, TICK_MS);
   });
   // Let the last messages arrive (QoS 0: some may be dropped under overload; the count says).
-  for (let quiet = 0, last = -1; quiet < 5; await new Promise((r) => setTimeout(r, 100))) {
+  for (let quiet = 0, last = -1; quiet < quietMs / 100; await new Promise((r) => setTimeout(r, 100))) {
     quiet = reader.received === last ? quiet + 1 : 0;
     last = reader.received;
   }

@@ -28,7 +28,7 @@ export async function buildApi(options: ApiOptions, deps: ApiDeps) {
     https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2' },
     loggerInstance: logger,
     // Scrapes and probes would drown the access log.
-    logController: new LogController({ disableRequestLogging: (request) => request.url === '/metrics' || request.url === '/healthz' }),
+    logController: new LogController({ disableRequestLogging: (request) => request.url === '/metrics' || request.url === '/healthz' || request.url === '/readyz' }),
     bodyLimit: 64 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false, formats: FORMATS } },
   });
@@ -58,7 +58,13 @@ export async function buildApi(options: ApiOptions, deps: ApiDeps) {
   app.get('/v1/crl', (_request, reply) => reply.type('application/pkix-crl').send(deps.crls.der('default')));
   caCrlRoute(app, deps);
   app.get('/metrics', async (_request, reply) => reply.type(deps.metrics.contentType).send(await deps.metrics.metrics()));
-  app.get('/healthz', () => ({ status: 'ok' }));
+  // Health: the process is up. Readiness: it should get traffic (a load balancer's check).
+  app.get('/healthz', () => ({ status: 'ok', node: deps.node }));
+  app.get('/readyz', async () => {
+    const readiness = await deps.readiness();
+    if (!readiness.ready) throw new ApiError(readiness.code);
+    return { status: 'ready', node: deps.node };
+  });
 
   const authenticate = operatorAuthenticator(deps.registry.operators);
   await app.register((operator, _opts, done) => {

@@ -20,8 +20,12 @@ export interface ApiDeps {
   /** The current CA bundle, PEM. */
   caBundle: () => string;
   metrics: MetricsRegistry;
-  /** Whether a device has a live session on the broker. */
-  presence: { isConnected(deviceId: string): boolean };
+  /** Whether a device has a live session on the broker (on any node of a cluster). */
+  presence: { isConnected(deviceId: string): boolean | Promise<boolean> };
+  /** Whether this node should be given traffic: registry reachable, and in a cluster its bus connected and caught up. */
+  readiness: () => Promise<{ ready: true } | { ready: false; code: 'bus_disconnected' | 'bus_catching_up' | 'registry_unreachable' }>;
+  /** This node's name (a cluster has several). */
+  node: string;
   /** The broker's operational state: enforcement, would-refusals, bans. */
   broker: BrokerAdmin;
   /** Reloads trust, the server certificate and operators' CRLs now. */

@@ -2,6 +2,7 @@
 // error carrying one); the status comes from this table, never from the call site.
 import { CodedError, REGISTRY_ERRORS, type RegistryErrorCode } from '../../registry/errors.js';
 import { CLAIM_ERRORS } from '../claims/errors.js';
+import { BusUnavailableError } from '../../registry/redis-bus.js';
 import { EXTERNAL_CA_ERRORS } from '../external-ca.js';
 import { CSR_ERRORS } from '../pki/csr.js';
 
@@ -68,6 +69,10 @@ export const API_ERRORS = {
   grant_needs_fingerprint: { status: 400, summary: 'this failure can only be waived for one certificate: give its fingerprint' },
   grant_too_long: { status: 400, summary: 'the grant would last longer than the configured maximum' },
   internal_error: { status: 500, summary: 'the service failed; the failure is logged' },
+  event_bus_unavailable: { status: 503, summary: 'the change is durable but the cluster’s event bus (Redis) could not be reached to announce it; repeat the call, which announces it again' },
+  bus_disconnected: { status: 503, summary: 'this node is cut off from the cluster’s event bus (Redis)' },
+  bus_catching_up: { status: 503, summary: 'this node is back on the event bus and re-reading the registry' },
+  registry_unreachable: { status: 503, summary: 'the registry database cannot be reached' },
   ...withStatus(CSR_ERRORS, () => 400),
   ...withStatus(EXTERNAL_CA_ERRORS, () => 400),
   ...withStatus(REGISTRY_ERRORS, (code) => REGISTRY_STATUS[code]),
@@ -104,6 +109,7 @@ const FORMAT_CODES: Record<string, ApiErrorCode> = {
 /** Maps anything a request can throw to the one API error it means. */
 export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;
+  if (error instanceof BusUnavailableError) return new ApiError('event_bus_unavailable', undefined, { cause: error });
   // Domain errors carry codes from catalogues this table includes.
   if (error instanceof CodedError && error.code in API_ERRORS) return new ApiError(error.code as ApiErrorCode, error.message);
   const e = error as FastifyishError;

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
+import { startRedis, type RedisServer } from '../support/cluster.js';
 import { enrollDevice } from '../support/fleet.js';
 import { connect, end, mqttOptions } from '../support/mqtt.js';
 import { spawnServe, type ServeProcess } from '../support/process.js';
@@ -33,16 +34,21 @@ function flood(socket: TLSSocket, topic: string): void {
   pump();
 }
 
-describe('QoS0 flood with subscribers dropping', { timeout: 120_000 }, () => {
+// Both emitters: the in-memory one of a single process, and Redis (mqemitter-redis) of a cluster node.
+for (const mode of ['in memory', 'on Redis'] as const) describe(`QoS0 flood with subscribers dropping, MQTT state ${mode}`, { timeout: 120_000 }, () => {
   let dir: string;
   let serve: ServeProcess;
+  let redis: RedisServer | undefined;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'fleet-flood-'));
+    redis = mode === 'on Redis' ? await startRedis() : undefined;
     // Publish limits out of the way: with them a device is paced long before it floods.
-    serve = await spawnServe(dir, { nodeArgs: [`--stack-size=${STACK_KB}`], args: ['--publish-rate', '1000000000', '--publish-burst', '1000000000'] });
+    const args = ['--publish-rate', '1000000000', '--publish-burst', '1000000000', ...(redis ? ['--redis', redis.url] : [])];
+    serve = await spawnServe(dir, { nodeArgs: [`--stack-size=${STACK_KB}`], args });
   });
   after(async () => {
     await serve.stop();
+    await redis?.stop();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -58,9 +64,10 @@ describe('QoS0 flood with subscribers dropping', { timeout: 120_000 }, () => {
       socket.write(subscribePacket(1, `devices/${device.id}/#`));
       await once(socket, 'data'); // SUBACK
       socket.pause();
-      flood(socket, `devices/${device.id}/flood`);
       sockets.push(socket);
     }
+    // Everyone connected first: a CONNECT waiting behind a flood would only slow the test down.
+    sockets.forEach((socket, i) => flood(socket, `devices/${devices[i]!.id}/flood`));
     await new Promise((resolve) => setTimeout(resolve, 2000));
     for (const socket of sockets) socket.destroy(); // the subscribers drop mid-flood
     await new Promise((resolve) => setTimeout(resolve, 1500));

@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import type { PeerFacts } from '../../broker/peer.js';
 import type { DeviceId, Fingerprint, SerialHex } from '../../registry/ids.js';
 import type { AdmissionRecord } from '../../registry/model.js';
+import { DEFAULT_BROKER_OPTIONS } from '../../bin/service.js';
 import { memoryBroker } from '../support/memory-broker.js';
 import { eventually } from '../support/wait.js';
 
@@ -85,6 +86,58 @@ describe('DeviceBroker admission races', () => {
     first.client.end(true);
     up = false;
     assert.equal((await memory.connect(peer, { clientId: 'dev-1' })).returnCode, 0);
+    await memory.close();
+  });
+});
+
+describe('DeviceBroker cut off from its events', () => {
+  it('trusts no cached verdict while events may be missed, and closes on catch-up what the registry no longer admits', async () => {
+    let current: AdmissionRecord | Error = record;
+    const memory = await memoryBroker({ admissionRecord: () => (current instanceof Error ? Promise.reject(current) : Promise.resolve(current)) });
+    const first = await memory.connect(peer, { clientId: 'dev-1' });
+    assert.equal(first.returnCode, 0); // the ACTIVE verdict is cached now
+    await eventually(() => memory.broker.isConnected('dev-1'), 2000, 'session ready');
+    const closed = new Promise<void>((resolve) => first.client.once('close', () => resolve()));
+
+    // The revocation's event never arrives here (the bus was down).
+    current = { ...record, certificateStatus: 'REVOKED' };
+    memory.broker.eventsMayBeMissed();
+    const again = await memory.connect(peer, { clientId: 'dev-1', clean: true });
+    assert.equal(again.returnCode, 5, 'the registry was read, not the cached verdict');
+    assert.equal((await memory.logs.waitFor('refusal', { reason: 'certificate_revoked' })).clientId, 'dev-1');
+    assert.equal(memory.broker.isConnected('dev-1'), true, 'the live session is left to the catch-up');
+
+    const resynced = await memory.broker.resync();
+    assert.deepEqual(resynced.map((s) => s.deviceId), ['dev-1']);
+    await closed;
+    assert.equal((await memory.logs.waitFor('session_terminated', { deviceId: 'dev-1' })).reason, 'certificate_revoked');
+    await memory.close();
+  });
+
+  it('refuses with registry_unavailable while cut off if the registry cannot answer either, though a verdict is cached', async () => {
+    let failing = false;
+    // Reconnecting at machine speed: no throttling in the way.
+    const unthrottled = { abuse: { ...DEFAULT_BROKER_OPTIONS.abuse, perClientId: { ratePerSecond: 1000, burst: 1000 } } };
+    const memory = await memoryBroker({ admissionRecord: () => (failing ? Promise.reject(new Error('database down')) : Promise.resolve(record)) }, undefined, unthrottled);
+    const first = await memory.connect(peer, { clientId: 'dev-1' });
+    assert.equal(first.returnCode, 0);
+    first.client.end(true);
+    failing = true;
+    const cached = await memory.connect(peer, { clientId: 'dev-1' });
+    assert.equal(cached.returnCode, 0, 'on the bus, the cached verdict is good within its TTL');
+    cached.client.end(true);
+    memory.broker.eventsMayBeMissed();
+    const unsure = await memory.connect(peer, { clientId: 'dev-1' });
+    assert.equal(unsure.returnCode, 3);
+    assert.equal((await memory.logs.waitFor('refusal', { reason: 'registry_unavailable' })).clientId, 'dev-1');
+    unsure.client.end(true);
+    failing = false;
+    await memory.broker.resync();
+    const fresh = await memory.connect(peer, { clientId: 'dev-1' });
+    assert.equal(fresh.returnCode, 0);
+    fresh.client.end(true);
+    failing = true;
+    assert.equal((await memory.connect(peer, { clientId: 'dev-1' })).returnCode, 0, 'caught up: cached verdicts count again');
     await memory.close();
   });
 });

@@ -13,7 +13,7 @@ export function deviceRoutes<S extends RawServerBase>(app: FastifyInstance<S>, d
   const { registry } = deps;
   const view = async (id: DeviceId) => {
     const v = await registry.lifecycle.deviceView(id);
-    return deviceJson(v, deps.presence.isConnected(id));
+    return deviceJson(v, await deps.presence.isConnected(id));
   };
 
   app.post<{ Body: { id: string; attributes?: JsonObject; gateway?: boolean } }>('/v1/devices', { schema: { body: bodies.createDevice } }, async (request, reply) => {

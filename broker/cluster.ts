@@ -1,0 +1,72 @@
+// The broker's MQTT state shared through Redis, for a cluster: message routing between
+// nodes (mqemitter-redis) and sessions, subscriptions, retained messages and QoS 1 queues
+// (aedes-persistence-redis). Built here and handed to the broker, which otherwise keeps
+// its state in memory.
+import type { EventEmitter } from 'node:events';
+import persistenceRedis from 'aedes-persistence-redis';
+import { Redis } from 'ioredis';
+import MQEmitterRedis from 'mqemitter-redis';
+import type { Logger } from 'pino';
+
+export interface SharedStateLimits {
+  /** How long a message queued for an offline device is kept, in seconds. */
+  offlineTtlSeconds: number;
+  /** How many queued messages a device is sent when it connects; the rest wait for the next. */
+  maxSessionDelivery: number;
+}
+
+export const DEFAULT_SHARED_STATE_LIMITS: SharedStateLimits = Object.freeze({ offlineTtlSeconds: 24 * 60 * 60, maxSessionDelivery: 1000 });
+
+/** What Aedes takes in place of its in-memory emitter and persistence. */
+export interface SharedMqttState {
+  readonly mq: unknown;
+  readonly persistence: unknown;
+  /** Ends the Redis connections; after the broker has closed. */
+  close(): Promise<void>;
+}
+
+export function redisMqttState(url: string, limits: SharedStateLimits, log: Logger): SharedMqttState {
+  // The connections are ours, not the libraries': they are closed here even when a library's
+  // own teardown fails half-way (it would leave a socket that keeps the process alive).
+  let closing = false;
+  const connect = (role: string) => {
+    const redis = new Redis(url, { connectionName: `fleet-mqtt-${role}` });
+    redis.on('error', (err: Error) => log.debug({ event: 'redis_error', role, err: err.message }, 'redis connection error'));
+    // A subscriber that falls too far behind is disconnected by Redis (client-output-buffer-limit
+    // pubsub) and what was buffered for it is gone: QoS 0 messages lost, QoS 1 still queued.
+    redis.on('close', () => {
+      if (!closing) log.warn({ event: 'redis_disconnected', role }, 'a connection to Redis for MQTT state dropped; reconnecting');
+    });
+    return redis;
+  };
+  const connections = [connect('sub'), connect('pub'), connect('persistence')] as const;
+  const [subConn, pubConn, conn] = connections;
+  // concurrency 0, as for the in-memory emitter (broker.ts): no bounded local queue to
+  // drain by recursion when a subscriber leaves mid-flood.
+  const mq = MQEmitterRedis({ subConn, pubConn, concurrency: 0, matchEmptyLevels: true });
+  // mqemitter-redis re-emits connection errors on `state`; unheard, an EventEmitter error
+  // would end the process. ioredis reconnects by itself; the event bus reports the outage.
+  (mq as unknown as { state: EventEmitter }).state.on('error', (err: Error) => log.debug({ event: 'redis_error', role: 'emitter', err: err.message }, 'redis emitter error'));
+  const persistence = persistenceRedis({
+    conn,
+    maxSessionDelivery: limits.maxSessionDelivery,
+    // QoS 0 is never queued; what is queued expires, so a device that never returns does
+    // not keep its backlog in Redis for good.
+    packetTTL: () => limits.offlineTtlSeconds,
+  });
+  return {
+    mq,
+    persistence,
+    async close() {
+      closing = true;
+      await persistence.destroy().catch(() => undefined);
+      // QUIT after what is still queued (a closing client's clean-up), rather than dropping it.
+      // With Redis away a QUIT would wait for it: give up after a second.
+      await Promise.all(
+        connections.map((redis) =>
+          Promise.race([redis.quit(), new Promise((_resolve, reject) => setTimeout(reject, 1000).unref())]).catch(() => redis.disconnect()),
+        ),
+      );
+    },
+  };
+}
