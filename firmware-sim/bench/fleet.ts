@@ -1,6 +1,7 @@
 // The benchmark's fleet: devices enrolled once through the public API, then connected to
 // each broker under test in turn. Each device's TLS context (its key, certificate and the
 // fleet's CA bundle) is built once and reused for every connection, as firmware would.
+import { X509Certificate } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { ApiClient } from '../api-client.js';
 import { makeDeviceKey } from '../identity.js';
@@ -12,6 +13,23 @@ export interface BenchDevice {
   secureContext: SecureContext;
 }
 
+/**
+ * The CA certificates a device sends after its own: the chain the API returned, less the
+ * root, which the broker has and the device may leave out (RFC 8446 §4.4.2). The broker
+ * keeps every certificate a device sends, parsed, for as long as it is connected.
+ */
+function intermediates(chainPem: string): string {
+  const pems = chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const notRoot = (pem: string) => {
+    const certificate = new X509Certificate(pem);
+    return certificate.subject !== certificate.issuer;
+  };
+  return pems
+    .filter(notRoot)
+    .map((pem) => pem + '\n')
+    .join('');
+}
+
 /** Creates and enrolls `ids` (under `issuingCa`, or the service's default); a device that fails to enroll fails the benchmark. */
 export async function enrollFleet(api: ApiClient, ids: string[], ca: string, concurrency: number, progress: (done: number) => void, issuingCa?: string): Promise<BenchDevice[]> {
   const devices = new Array<BenchDevice>(ids.length);
@@ -20,7 +38,7 @@ export async function enrollFleet(api: ApiClient, ids: string[], ca: string, con
     const key = await makeDeviceKey(id);
     await api.createDevice(id, { benchmark: true });
     const issued = await api.enroll(id, key.csrPem, issuingCa);
-    devices[index] = { id, serial: issued.serial, secureContext: createSecureContext({ key: key.keyPem, cert: issued.certificate + issued.chain, ca }) };
+    devices[index] = { id, serial: issued.serial, secureContext: createSecureContext({ key: key.keyPem, cert: issued.certificate + intermediates(issued.chain), ca }) };
     if (++done % 500 === 0) progress(done);
   });
   return devices;
