@@ -5,7 +5,7 @@ import pino, { type DestinationStream, type Logger } from 'pino';
 import { Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { DeviceBroker, type BrokerOptions } from '../broker/broker.js';
 import { listenMutualTls } from '../broker/listener.js';
-import { buildApi } from '../provisioning/api/app.js';
+import { apiTlsContext, buildApi } from '../provisioning/api/app.js';
 import { CrlRevocations } from '../provisioning/crl-import.js';
 import { Crls } from '../provisioning/crl.js';
 import { loadServerCredentials } from '../provisioning/pki/hierarchy.js';
@@ -125,11 +125,14 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     broker,
     registry,
     crlRevocations,
-    apiSecureContext: ({ key, cert }) => api.server.setSecureContext({ key, cert, minVersion: 'TLSv1.2' }),
+    api: { setTrust: (ca) => apiTls.setTrust(ca), setServerCredentials: (credentials) => apiTls.setServerCredentials(credentials) },
     log,
   });
+  // The API asks callers for a client certificate (stations, devices renewing), trusted as
+  // the broker trusts devices.
+  const apiTlsMaterial = { key: server.keyPem, cert: server.certPem, ca: trust.bundles.clientTrustPem };
   const api = await buildApi(
-    { tls: { key: server.keyPem, cert: server.certPem } },
+    { tls: apiTlsMaterial },
     {
       provisioning,
       registry,
@@ -141,9 +144,12 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       broker,
       reload: () => reloader.reloadAll(),
       breakGlassMaxMs: options.breakGlassMaxMs ?? 4 * 60 * 60 * 1000,
+      renewalWindowMs: () => Promise.resolve(0),
+      clock,
       log,
     },
   );
+  const apiTls = apiTlsContext(api, apiTlsMaterial);
 
   bus.subscribe(async (event) => {
     if (event.type !== 'ca.created' && event.type !== 'ca.status') return;

@@ -138,7 +138,7 @@ export class Crls {
   /** An event handler: the returned promise settles once the affected CRLs are rebuilt. */
   async apply(event: RegistryEvent): Promise<void> {
     let caId: string | undefined;
-    if (event.type === 'certificate.status' && event.status === 'REVOKED') caId = event.caId;
+    if ((event.type === 'certificate.status' || event.type === 'station.status') && event.status === 'REVOKED') caId = event.caId;
     else if (event.type === 'ca.status' && event.status === 'REVOKED') caId = await this.parentOf(event.caId);
     else if (event.type === 'ca.created') return this.ensure(event.caId);
     const publisher = caId === undefined ? undefined : this.#publishers.get(caId);

@@ -117,11 +117,11 @@ export class Authorities {
     });
   }
 
-  /** What a CA's CRL lists: its revoked certificates and its revoked sub-CAs. */
+  /** What a CA's CRL lists: its revoked certificates, its revoked stations and its revoked sub-CAs. */
   async crlEntries(caId: string): Promise<{ serial: SerialHex; revokedAt: Date; revocationReason?: string }[]> {
     const now = this.clock();
-    const [certificates, cas] = await Promise.all([this.store.certificates.revokedUnder(caId, now), this.store.cas.revokedChildren(caId, now)]);
-    return [...cas, ...certificates];
+    const [certificates, stations, cas] = await Promise.all([this.store.certificates.revokedUnder(caId, now), this.store.stations.revokedUnder(caId, now), this.store.cas.revokedChildren(caId, now)]);
+    return [...cas, ...stations, ...certificates];
   }
 
   /**

@@ -2,7 +2,7 @@
 // broker listens to close sessions, drop cached verdicts and recompute topic access; the
 // fleet graph listens to stay in step. In a cluster the same events travel over Redis.
 import type { DeviceId, Fingerprint, SerialHex } from './ids.js';
-import type { CaStatus, CertificateStatus, DeviceStatus, EnforcementMode, GrantStatus } from './model.js';
+import type { CaStatus, CertificateStatus, DeviceStatus, EnforcementMode, GrantStatus, StationStatus } from './model.js';
 
 export type RegistryEvent =
   | { type: 'certificate.created'; serial: SerialHex; fingerprint: Fingerprint; deviceId: DeviceId; caId: string; status: CertificateStatus; at: string }
@@ -17,7 +17,9 @@ export type RegistryEvent =
   | { type: 'ca.status'; caId: string; status: CaStatus; at: string; reason?: string }
   /** Enforcement switched for the listener (all devices) or for one group's members. */
   | { type: 'enforcement.changed'; scope: 'listener' | 'group'; groupId?: string; mode: EnforcementMode; at: string }
-  | { type: 'grant.changed'; grantId: string; deviceId: DeviceId; status: GrantStatus; at: string };
+  | { type: 'grant.changed'; grantId: string; deviceId: DeviceId; status: GrantStatus; at: string }
+  /** A station's certificate changed status (revoked: it goes on its CA's CRL). */
+  | { type: 'station.status'; name: string; caId: string; status: StationStatus; at: string; reason?: string };
 
 export type EventHandler = (event: RegistryEvent) => void | Promise<void>;
 

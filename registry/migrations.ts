@@ -165,6 +165,29 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         }
       },
     },
+    '002_stations': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('stations')
+          .addColumn('name', 'text', (c) => c.primaryKey())
+          .addColumn('roles', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('serial', 'text', (c) => c.notNull().unique())
+          .addColumn('fingerprint', 'text', (c) => c.notNull().unique())
+          .addColumn('ca_id', 'text', (c) => c.notNull().references('cas.id'))
+          .addColumn('not_before', 'bigint', (c) => c.notNull())
+          .addColumn('not_after', 'bigint', (c) => c.notNull())
+          .addColumn('pem', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('revoked_at', 'bigint')
+          .addColumn('revocation_reason', 'text')
+          .execute();
+        await db.schema.createIndex('stations_ca_status').on('stations').columns(['ca_id', 'status']).execute();
+        // Before roles were checked, every operator could do everything: keep that for the
+        // operators that exist, rather than lock them out of their own fleet.
+        await sql`UPDATE operators SET roles = '["admin"]' WHERE roles NOT LIKE '["%'`.execute(db);
+      },
+    },
   };
 }
 

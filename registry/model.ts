@@ -82,11 +82,13 @@ export interface AdmissionRecord {
   deviceStatus: DeviceStatus;
   notBefore: Date;
   notAfter: Date;
+  /** The CA that issued it (its policies apply). */
+  caId?: string;
 }
 
-/** Who did something: an operator token, a device, the broker, the system itself. */
+/** Who did something: an operator token, a factory station, a device, the broker, the system itself. */
 export interface Actor {
-  kind: 'operator' | 'device' | 'broker' | 'system';
+  kind: 'operator' | 'station' | 'device' | 'broker' | 'system';
   id: string;
 }
 
@@ -95,6 +97,27 @@ export interface Operator {
   roles: string[];
   createdAt: Date;
   disabledAt?: Date;
+}
+
+export type StationStatus = 'ACTIVE' | 'REVOKED';
+
+/**
+ * A factory station: an identity of its own that calls the API over mutual TLS with a
+ * client certificate issued to it, holding the roles it was given.
+ */
+export interface Station {
+  name: string;
+  roles: string[];
+  status: StationStatus;
+  serial: SerialHex;
+  fingerprint: Fingerprint;
+  caId: string;
+  notBefore: Date;
+  notAfter: Date;
+  pem: string;
+  createdAt: Date;
+  revokedAt?: Date;
+  revocationReason?: string;
 }
 
 /**
@@ -125,7 +148,7 @@ export function grantStatus(g: Grant, now: Date): GrantStatus {
   return g.expiresAt && g.expiresAt.getTime() <= now.getTime() ? 'EXPIRED' : 'ACTIVE';
 }
 
-export type SubjectType = 'device' | 'certificate' | 'ca' | 'group' | 'operator' | 'grant' | 'broker';
+export type SubjectType = 'device' | 'certificate' | 'ca' | 'group' | 'operator' | 'station' | 'grant' | 'broker';
 
 export interface AuditEntry {
   id: number;

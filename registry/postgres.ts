@@ -1,6 +1,6 @@
 // The cluster back end: PostgreSQL through a pg pool. A schema other than public can be
 // chosen with the URL's options, e.g. ?options=-c%20search_path%3Dfleet.
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { RegistryDatabase } from './schema.js';
 import { kyselyStore, type KyselyRegistryStore } from './store.js';
@@ -17,7 +17,8 @@ export async function openPostgresStore(url: string, options: { maxConnections?:
   const pool = new pg.Pool({ connectionString: url, max: options.maxConnections ?? 10, types });
   // An idle client that loses its connection is replaced; the next query reports the outage.
   pool.on('error', () => undefined);
-  const store = kyselyStore(new Kysely<RegistryDatabase>({ dialect: new PostgresDialect({ pool }) }), 'postgres');
+  const db = new Kysely<RegistryDatabase>({ dialect: new PostgresDialect({ pool }) });
+  const store = kyselyStore(db, 'postgres', async () => (await sql<{ schema: string }>`SELECT current_schema() AS schema`.execute(db)).rows[0]!.schema);
   await store.migrate();
   return store;
 }

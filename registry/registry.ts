@@ -13,6 +13,7 @@ import type { Fingerprint } from './ids.js';
 import { Lifecycle } from './lifecycle.js';
 import type { Actor, AdmissionRecord, AuditInput, Sighting } from './model.js';
 import { Reports } from './reports.js';
+import { Stations } from './stations.js';
 import type { RegistryStore } from './store.js';
 
 export interface RegistryDeps {
@@ -30,6 +31,7 @@ export class Registry {
   readonly operators: Operators;
   readonly enforcement: Enforcement;
   readonly grants: Grants;
+  readonly stations: Stations;
 
   readonly #changes: Changes;
 
@@ -43,6 +45,7 @@ export class Registry {
     this.operators = new Operators(deps.store, changes);
     this.enforcement = new Enforcement(deps.store, changes);
     this.grants = new Grants(deps.store, changes, deps.clock);
+    this.stations = new Stations(deps.store, changes);
   }
 
   get bus(): EventBus {

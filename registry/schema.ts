@@ -128,6 +128,21 @@ export interface GrantsTable {
   closed_at: number | null;
 }
 
+export interface StationsTable {
+  name: string;
+  roles: string;
+  status: string;
+  serial: string;
+  fingerprint: string;
+  ca_id: string;
+  not_before: number;
+  not_after: number;
+  pem: string;
+  created_at: number;
+  revoked_at: number | null;
+  revocation_reason: string | null;
+}
+
 export interface RegistryDatabase {
   devices: DevicesTable;
   certificates: CertificatesTable;
@@ -140,4 +155,5 @@ export interface RegistryDatabase {
   operators: OperatorsTable;
   settings: SettingsTable;
   grants: GrantsTable;
+  stations: StationsTable;
 }

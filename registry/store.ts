@@ -11,6 +11,7 @@ import type { QueryContext } from './queries/executor.js';
 import { GroupQueries } from './queries/groups.js';
 import { RegistrationCodeQueries, SightingQueries } from './queries/misc.js';
 import { GrantQueries, OperatorQueries, SettingQueries } from './queries/operators.js';
+import { StationQueries } from './queries/stations.js';
 import type { RegistryDatabase } from './schema.js';
 
 /** Reads and writes, the same inside and outside a transaction. */
@@ -25,6 +26,7 @@ export interface RegistryQueries {
   readonly operators: OperatorQueries;
   readonly settings: SettingQueries;
   readonly grants: GrantQueries;
+  readonly stations: StationQueries;
 }
 
 export interface RegistryStore extends RegistryQueries {
@@ -46,19 +48,25 @@ function queries(q: QueryContext): RegistryQueries {
     operators: new OperatorQueries(q),
     settings: new SettingQueries(q),
     grants: new GrantQueries(q),
+    stations: new StationQueries(q),
   };
 }
 
 /** The store over a Kysely instance of either dialect; `migrate` brings its schema up to date. */
 export type KyselyRegistryStore = RegistryStore & { migrate(): Promise<void> };
 
-export function kyselyStore(root: Kysely<RegistryDatabase>, dialect: Dialect): KyselyRegistryStore {
+/**
+ * `migrationSchema`: where the migration bookkeeping lives (PostgreSQL: the registry's own
+ * schema). Kysely otherwise looks for its tables in every schema of the database, and a
+ * second registry in the same database would take the first one's for its own.
+ */
+export function kyselyStore(root: Kysely<RegistryDatabase>, dialect: Dialect, migrationSchema?: () => Promise<string>): KyselyRegistryStore {
   return {
     ...queries({ db: root, dialect }),
     dialect,
     async migrate() {
       // Fails loudly rather than run on an old schema.
-      const migrator = new Migrator({ db: root, provider: registryMigrations(dialect) });
+      const migrator = new Migrator({ db: root, provider: registryMigrations(dialect), migrationTableSchema: await migrationSchema?.() });
       const { error, results } = await migrator.migrateToLatest();
       const failed = results?.find((r) => r.status === 'Error');
       if (error || failed) throw new Error(`registry migration ${failed?.migrationName ?? ''} failed`, { cause: error });

@@ -1,6 +1,7 @@
 // What the API's route modules are given: the services they call and little else.
 import type { Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from 'pino';
+import type { Clock } from '../../registry/clock.js';
 import type { FleetGraph } from '../../registry/graph.js';
 import type { Ban } from '../../broker/abuse.js';
 import type { WouldRefuse } from '../../broker/enforcement.js';
@@ -25,6 +26,9 @@ export interface ApiDeps {
   reload: () => Promise<unknown>;
   /** The longest a break-glass grant may last. */
   breakGlassMaxMs: number;
+  /** How long after its notAfter a certificate of this CA may still renew itself (0: never). */
+  renewalWindowMs(caId: string): Promise<number>;
+  clock: Clock;
   log: Logger;
 }
 

@@ -2,6 +2,7 @@
 // silently dropped (the Ajv instance is configured with removeAdditional: false), and
 // identifiers use the formats below, each with its own error code.
 import { DEVICE_ID_PATTERN } from '../../registry/ids.js';
+import { STATION_NAME_PATTERN } from '../../registry/stations.js';
 
 export const NAME_PATTERN = '^[A-Za-z0-9._-]{1,64}$';
 
@@ -10,6 +11,7 @@ export const FORMATS = {
   'ca-id': new RegExp(NAME_PATTERN),
   'group-id': new RegExp(NAME_PATTERN),
   serial: /^(0x)?[0-9A-Fa-f:]{1,64}$/,
+  'station-name': new RegExp(STATION_NAME_PATTERN),
 };
 
 const id = (format: keyof typeof FORMATS) => ({ type: 'string', format }) as const;
@@ -31,6 +33,7 @@ export const params = {
   groupMember: { type: 'object', required: ['groupId', 'deviceId'], properties: { groupId: id('group-id'), deviceId: id('device-id') } },
   grant: { type: 'object', required: ['grantId'], properties: { grantId: { type: 'string', format: 'uuid' } } },
   clientId: { type: 'object', required: ['clientId'], properties: { clientId: { type: 'string', minLength: 1, maxLength: 256 } } },
+  station: { type: 'object', required: ['name'], properties: { name: id('station-name') } },
 } as const;
 
 export const bodies = {

@@ -1,7 +1,7 @@
 // The JSON shapes the API returns. Written out field by field so nothing stored (a PEM, a
 // key hash) leaks into a response by accident.
 import type { DeviceView } from '../../registry/lifecycle.js';
-import type { AuditEntry, CaRecord, CertificateRecord, Group } from '../../registry/model.js';
+import type { AuditEntry, CaRecord, CertificateRecord, Group, Station } from '../../registry/model.js';
 
 export function certificateJson(c: CertificateRecord) {
   return {
@@ -74,5 +74,21 @@ export function auditJson(e: AuditEntry) {
     ...(e.certificateSerial ? { certificate: e.certificateSerial } : {}),
     ...(e.reason ? { reason: e.reason } : {}),
     details: e.details,
+  };
+}
+
+export function stationJson(s: Station) {
+  return {
+    name: s.name,
+    roles: s.roles,
+    status: s.status,
+    serial: s.serial,
+    fingerprint: s.fingerprint,
+    ca: s.caId,
+    notBefore: s.notBefore.toISOString(),
+    notAfter: s.notAfter.toISOString(),
+    createdAt: s.createdAt.toISOString(),
+    ...(s.revokedAt ? { revokedAt: s.revokedAt.toISOString() } : {}),
+    ...(s.revocationReason ? { revocationReason: s.revocationReason } : {}),
   };
 }

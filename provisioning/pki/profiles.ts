@@ -4,6 +4,8 @@ import { x509 } from './x509.js';
 
 /** The SAN URI that names a device in its certificate (written by device-certificate.ts). */
 export const DEVICE_URI_PREFIX = 'urn:fleet:device:';
+/** The SAN URI that names a factory station in its client certificate. */
+export const STATION_URI_PREFIX = 'urn:fleet:station:';
 
 const { KeyUsageFlags: KU, ExtendedKeyUsage: EKU } = x509;
 
@@ -53,4 +55,20 @@ export function serverExtensions(ids: KeyIds & { authority: string }, dnsNames: 
   ];
   if (crlUrl) extensions.push(new x509.CRLDistributionPointsExtension([crlUrl], false));
   return extensions;
+}
+
+/**
+ * A factory station: a TLS client of the API. Its SAN URI says it is a station, and the
+ * registry knows it by the certificate's fingerprint, so it can never pass for a device.
+ */
+export function stationExtensions(ids: KeyIds & { authority: string }, name: string, crlUrl: string): x509.Extension[] {
+  return [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(KU.digitalSignature, true),
+    new x509.ExtendedKeyUsageExtension([EKU.clientAuth], false),
+    new x509.SubjectKeyIdentifierExtension(ids.subject),
+    new x509.AuthorityKeyIdentifierExtension(ids.authority),
+    new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `${STATION_URI_PREFIX}${name}` }], false),
+    new x509.CRLDistributionPointsExtension([crlUrl], false),
+  ];
 }

@@ -5,7 +5,7 @@ import type { Fingerprint, SerialHex } from '../../registry/ids.js';
 import { signCrlDer, type CrlEntryDer } from './crl-der.js';
 import { EC_P256_SHA256 } from './keys.js';
 import { deviceCertificateDer, type IssuerTemplate } from './device-certificate.js';
-import { issuingCaExtensions, serverExtensions } from './profiles.js';
+import { issuingCaExtensions, serverExtensions, stationExtensions } from './profiles.js';
 import { randomSerial } from './serial.js';
 import { x509, type CryptoKey } from './x509.js';
 
@@ -90,6 +90,12 @@ export class CaSigner {
   async issueServer(commonName: string, names: { dns: string[]; ips: string[] }, publicKey: x509.PublicKey, validity: Validity): Promise<IssuedCertificate> {
     const ids = { subject: await keyIdOf(publicKey), authority: this.keyId };
     return this.#sign([{ CN: [commonName] }], publicKey, validity, serverExtensions(ids, names.dns, names.ips));
+  }
+
+  /** A factory station's client certificate; its CN is no device id (it has a space). */
+  async issueStation(name: string, publicKey: x509.PublicKey, validity: Validity, crlUrl: string): Promise<IssuedCertificate> {
+    const ids = { subject: await keyIdOf(publicKey), authority: this.keyId };
+    return this.#sign([{ CN: [`Fleet station ${name}`] }, { O: ['Fleet Identity'] }], publicKey, validity, stationExtensions(ids, name, crlUrl));
   }
 
   async issueIssuingCa(subject: x509.JsonName, publicKey: x509.PublicKey, validity: Validity, options: { pathLength?: number; crlUrl?: string } = {}): Promise<IssuedCertificate> {

@@ -148,6 +148,7 @@ export class CertificateQueries {
           'devices.status as device_status',
           'certificates.not_before',
           'certificates.not_after',
+          'certificates.ca_id',
         ])
         .where('certificates.fingerprint', 'in', slice)
         .execute();
@@ -160,6 +161,7 @@ export class CertificateQueries {
           deviceStatus: row.device_status as DeviceStatus,
           notBefore: toDate(row.not_before),
           notAfter: toDate(row.not_after),
+          caId: row.ca_id,
         });
       }
     }
