@@ -18,10 +18,12 @@ import { FleetGraph } from '../registry/graph.js';
 import { openStore } from '../registry/open.js';
 import { Registry } from '../registry/registry.js';
 import { dataLayout, initDataDir, recordInitialState } from './data-dir.js';
-import { brokerRegistry } from './ports.js';
+import { brokerRegistry, renewalPort } from './ports.js';
 import { Reloader, trustDir } from './reload.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+/** How often renewals past their grace period are looked for (grace periods are a minute or more). */
+const RENEWAL_SWEEP_MS = 30_000;
 
 export interface ServiceOptions {
   dataDir: string;
@@ -98,9 +100,21 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   const graph = await FleetGraph.build(store);
   bus.subscribe((event) => graph.apply(event));
 
+  let apiPort = options.apiPort;
+  const publicUrl = () => options.publicUrl ?? `https://${urlHost(options.host)}:${apiPort}`;
+  const certificateLifetimeMs = options.certificateLifetimeMs ?? 30 * DAY_MS;
+  const provisioning = new Provisioning({ certificateLifetimeMs, backdateMs: 60_000, publicUrl }, { registry, keyring, clock, log });
+
   const crlRevocations = new CrlRevocations();
   const brokerOptions: BrokerOptions = { ...DEFAULT_BROKER_OPTIONS, id: randomUUID(), ...options.broker };
-  const broker = await DeviceBroker.create(brokerOptions, { registry: brokerRegistry(registry, brokerOptions.id!, crlRevocations), events: bus, clock, log, metrics });
+  const broker = await DeviceBroker.create(brokerOptions, {
+    registry: brokerRegistry(registry, brokerOptions.id!, crlRevocations),
+    events: bus,
+    clock,
+    log,
+    metrics,
+    renewal: renewalPort(registry, provisioning),
+  });
 
   const extraTrust = () => pemDirectory(trustDir(layout), (file, problem) => log.error({ event: 'trust_file_ignored', file, problem }, 'a file in pki/trust.d/ is not a certificate'));
   const trust = await Trust.load(() => registry.authorities.list(), extraTrust, layout.pki.caBundle);
@@ -110,12 +124,6 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   await crls.start((await registry.authorities.list()).filter((c) => !c.external).map((c) => c.id));
   bus.subscribe((event) => crls.apply(event));
 
-  let apiPort = options.apiPort;
-  const publicUrl = () => options.publicUrl ?? `https://${urlHost(options.host)}:${apiPort}`;
-  const provisioning = new Provisioning(
-    { certificateLifetimeMs: options.certificateLifetimeMs ?? 30 * DAY_MS, backdateMs: 60_000, publicUrl },
-    { registry, keyring, clock, log },
-  );
   // Trust, the server certificate and operators' CRLs reload on change and on request; a
   // reload's failure is logged, not the change's (which is already durable).
   const reloader = new Reloader({
@@ -144,7 +152,8 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       broker,
       reload: () => reloader.reloadAll(),
       breakGlassMaxMs: options.breakGlassMaxMs ?? 4 * 60 * 60 * 1000,
-      renewalWindowMs: () => Promise.resolve(0),
+      renewalWindowMs: async (caId) => (await provisioning.policyOf(caId)).renewalWindowMs,
+      defaultCertificateLifetimeMs: certificateLifetimeMs,
       clock,
       log,
     },
@@ -166,6 +175,11 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   await refreshExpiring();
   const expiringTimer = setInterval(() => void refreshExpiring(), 60_000);
   expiringTimer.unref();
+  // Renewals whose successor was never seen: their predecessors retire when the grace ends.
+  const retireOverdue = () =>
+    registry.lifecycle.retireOverdue({ kind: 'system', id: 'renewal' }, clock()).catch((err: unknown) => log.error({ err, event: 'renewal_sweep_failed' }, 'overdue renewals not settled'));
+  const renewalTimer = setInterval(() => void retireOverdue(), RENEWAL_SWEEP_MS);
+  renewalTimer.unref();
 
   await api.listen({ host: options.host, port: options.apiPort });
   apiPort = (api.server.address() as { port: number }).port;
@@ -188,6 +202,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     close: () =>
       (closing ??= (async () => {
         clearInterval(expiringTimer);
+        clearInterval(renewalTimer);
         reloader.stop();
         await api.close();
         await listener.close();

@@ -13,6 +13,7 @@ import { AccessCache, AccessPolicy, type AccessSource } from './access.js';
 import { coalesceWrites } from './coalesce-writes.js';
 import { decideAdmission, type AdmissionOptions, type Standing, type Verdict } from './admission.js';
 import { GrantBook } from './break-glass.js';
+import { RenewTopic, type RenewalPort } from './fleet-topics/renew.js';
 import { EnforcementState } from './enforcement.js';
 import { JustInTime, type JitRegistry } from './jit.js';
 import { PacketLengthWatch, PublishPacer, type PublishLimits } from './limits.js';
@@ -48,6 +49,8 @@ export interface BrokerRegistry extends AdmissionSource, AccessSource, JitRegist
   activeGrants(): Promise<Grant[]>;
   grant(id: string): Promise<Grant>;
   recordGrantUse(grant: Grant, details: { fingerprint: string; peer: string }): Promise<void>;
+  /** A renewed certificate was seen on a connection: the certificate it renewed may retire. */
+  renewalSeen?(serial: string): Promise<void>;
 }
 
 export interface BrokerDeps {
@@ -58,6 +61,8 @@ export interface BrokerDeps {
   metrics: MetricsRegistry;
   /** Monotonic milliseconds for pacing and throttling; defaults to performance.now. */
   monotonicMs?: () => number;
+  /** Serves $fleet/certificates/renew/json; without it the topic is like any other a device may not use. */
+  renewal?: RenewalPort;
 }
 
 /** Per-connection state, kept only while the connection lives. */
@@ -69,6 +74,8 @@ interface Connection {
   pacer?: PublishPacer;
   /** Why the connection ended, when the broker knows better than "closed". */
   endReason?: string;
+  /** The serial of a renewed certificate whose predecessor retires once this connection is ready. */
+  retiresPredecessorOf?: string;
 }
 
 // Aedes' own errors carry no codes; these messages are the ones that end a connection
@@ -93,6 +100,7 @@ export class DeviceBroker {
   readonly #unsubscribe: () => void;
   readonly #now: () => number;
   readonly #lastSightings = new Map<string, number>();
+  readonly #renew?: RenewTopic;
   #aedes!: Aedes;
 
   private constructor(
@@ -105,6 +113,7 @@ export class DeviceBroker {
     this.#jit = new JustInTime(deps.registry);
     this.abuse = new AbuseControl(options.abuse, this.#now);
     this.#telemetry = new BrokerTelemetry(deps.log, deps.metrics);
+    if (deps.renewal) this.#renew = new RenewTopic(deps.renewal, deps.log);
     this.#unsubscribe = deps.events.subscribe((event) => this.#onRegistryEvent(event));
   }
 
@@ -180,6 +189,7 @@ export class DeviceBroker {
       },
       authorizePublish: (client, packet, done) => this.#authorizePublish(client, packet, done),
       authorizeSubscribe: (client, subscription, done) => this.#authorizeSubscribe(client, subscription, done),
+      authorizeForward: (client, packet) => (this.#renew ? this.#renew.forward(client, packet) : packet),
     };
     this.#aedes = await Aedes.createBroker(options);
     this.#aedes.on('clientReady', (client) => this.#onReady(client));
@@ -240,6 +250,7 @@ export class DeviceBroker {
     peer.der = undefined; // only registration needed it
     if (verdict.ok && session.doomed) verdict = { ok: false, reason: session.doomed.reason, detail: 'status changed during admission' };
     if (verdict.ok) {
+      if (verdict.record?.renewalPending) connection.retiresPredecessorOf = verdict.record.serial;
       if (verdict.deviceId !== session.deviceId) this.sessions.rename(session, verdict.deviceId);
       session.policy = await this.#policyOf(session.deviceId);
       // A will is a publish the broker will make on the device's behalf: the same policy applies.
@@ -378,6 +389,8 @@ export class DeviceBroker {
     }
     this.sessions.markReady(session);
     this.#telemetry.connectedDevices(this.sessions.readyCount);
+    const renewed = this.#connections.get(client.conn)?.retiresPredecessorOf;
+    if (renewed) this.deps.registry.renewalSeen?.(renewed).catch((err: unknown) => this.deps.log.error({ err, serial: renewed }, 'renewal not settled; its grace period will'));
     this.#presence('connected', session, { serial: session.serial || undefined, peer: session.peer, monitored: session.monitored, grant: session.grant?.id });
   }
 
@@ -406,6 +419,11 @@ export class DeviceBroker {
     const session = connection?.session;
     if (!connection || !session) return done(new Refusal('certificate_invalid', { detail: 'publish without an admitted session' }));
     if (session.doomed) return done(new Refusal(session.doomed.reason, this.#facts(connection, client.id)));
+    if (this.#renew?.isRequest(packet.topic)) {
+      packet.retain = false; // a request is served, never stored
+      void this.#renew.request(client, session, packet.payload as Buffer);
+      return done(null);
+    }
     if (!session.policy.mayPublish(packet.topic)) {
       if (this.#monitored(session, 'topic_denied')) this.#wouldRefuse('topic_denied', connection, client.id, { topic: packet.topic });
       // MQTT 3.1.1 has no negative PUBACK: an unauthorized PUBLISH closes the connection.
@@ -431,6 +449,10 @@ export class DeviceBroker {
     if (!held.has(subscription.topic) && held.size >= this.options.maxSubscriptions) {
       this.#refuse('too_many_subscriptions', connection, client.id, { topic: subscription.topic, detail: `${held.size} held` });
       return done(null, null);
+    }
+    if (this.#renew?.isReply(subscription.topic)) {
+      held.add(subscription.topic);
+      return done(null, subscription);
     }
     if (!session.policy.maySubscribe(subscription.topic)) {
       if (!this.#monitored(session, 'topic_denied')) {

@@ -1,20 +1,23 @@
-// Provisioning's use cases: enroll a device from a CSR, create a CA, register an operator's
-// CA. Each is check → sign → record; the registry publishes, and the CRLs and trust bundles
-// follow its events. HTTP handlers only translate.
+// Provisioning's use cases: enroll a device from a CSR, renew a device's certificate, create
+// a CA, register an operator's CA. Each is check → sign → record; the registry publishes, and
+// the CRLs and trust bundles follow its events. HTTP and MQTT handlers only translate.
 import type { Logger } from 'pino';
 import type { Clock } from '../registry/clock.js';
 import { RegistryError } from '../registry/errors.js';
-import type { DeviceId } from '../registry/ids.js';
-import type { Actor, CaRecord, CertificateRecord } from '../registry/model.js';
+import type { DeviceId, SerialHex } from '../registry/ids.js';
+import type { Actor, CaPolicy, CaRecord, CertificateRecord } from '../registry/model.js';
 import type { Registry } from '../registry/registry.js';
 import { verifyExternalCa, type ExternalCaInput } from './external-ca.js';
-import { checkCsr } from './pki/csr.js';
+import { CredentialError } from './credential-errors.js';
+import { checkCsr, type CheckedCsr } from './pki/csr.js';
+import { keyRefusal, renewalRefusal } from './renewal.js';
 import { DEFAULT_CA_ID, ROOT_CA_ID, type CaKeyring } from './pki/keyring.js';
 import { Batcher } from '../registry/batcher.js';
 import { actorName } from '../registry/changes.js';
 import type { NewCertificate } from '../registry/lifecycle.js';
 
 export interface ProvisioningOptions {
+  /** Lifetime of device certificates under a CA whose policy sets none. */
   certificateLifetimeMs: number;
   /** notBefore is set this far in the past, for devices whose clocks run a little behind. */
   backdateMs: number;
@@ -46,11 +49,22 @@ interface PendingRecord {
   actor: Actor;
 }
 
+/** What a certificate is issued for: a checked key, for a device, under a CA. */
+interface IssueRequest {
+  deviceId: DeviceId;
+  key: Pick<CheckedCsr, 'spki' | 'publicKeySha256' | 'keyDescription'>;
+  caId: string;
+  actor: Actor;
+  /** Set for a renewal: the certificate it renews and when that one retires at the latest. */
+  renewal?: { from: SerialHex; retiresAt: Date };
+}
+
 export class Provisioning {
   /** The PEM chain above each CA, root last: a CA's certificate never changes. */
   readonly #chains = new Map<string, string>();
-  /** CA records as of the last CA event: read before every signature, changed rarely. */
+  /** CA records and policies as of the last CA event: read before every signature, changed rarely. */
   readonly #cas = new Map<string, CaRecord>();
+  readonly #policies = new Map<string, Promise<CaPolicy>>();
   /** Enrollments in flight share their lookups and their durable commits. */
   readonly #enrollable: Batcher<DeviceId, RegistryError | undefined>;
   readonly #recorder: Batcher<PendingRecord, CertificateRecord | RegistryError>;
@@ -63,6 +77,7 @@ export class Provisioning {
     this.#recorder = new Batcher((pending) => recordByActor(deps.registry, pending));
     deps.registry.bus.subscribe((event) => {
       if (event.type === 'ca.created' || event.type === 'ca.status') this.#cas.clear();
+      if (event.type === 'ca.policy') this.#policies.delete(event.caId);
     });
   }
 
@@ -75,22 +90,70 @@ export class Provisioning {
     // the recording transaction, where it counts.
     const refusal = await this.#enrollable.submit(deviceId);
     if (refusal) throw refusal;
+    await this.#signingCa(caId);
+    return this.#issue({ deviceId, key: checkCsr(csrPem), caId, actor });
+  }
+
+  /**
+   * Renews the certificate a device presented (by mutual TLS or on its MQTT session): a new
+   * certificate for the same device under the same CA, overlapping the current one, which
+   * turns INACTIVE once the new one is seen on a connection or after the CA's grace period.
+   */
+  async renew(serial: SerialHex, csrPem: string, actor: Actor): Promise<Enrollment> {
+    const current = await this.deps.registry.lifecycle.certificate(serial);
+    if (!current) throw new CredentialError('client_certificate_unregistered', serial);
+    const device = await this.deps.registry.lifecycle.device(current.deviceId);
+    const policy = await this.policyOf(current.caId);
+    const now = this.deps.clock();
+    const refusal = renewalRefusal({ current, device, policy, now });
+    if (refusal) throw refusal;
+    await this.#signingCa(current.caId);
+    const key = checkCsr(csrPem);
+    const reused = keyRefusal(current, key.publicKeySha256, policy);
+    if (reused) throw reused;
+    return this.#issue({ deviceId: current.deviceId, key, caId: current.caId, actor, renewal: { from: current.serial, retiresAt: new Date(now.getTime() + policy.renewalGraceMs) } });
+  }
+
+  /** The policy in force for a CA's certificates. */
+  policyOf(caId: string): Promise<CaPolicy> {
+    let policy = this.#policies.get(caId);
+    if (!policy) {
+      policy = this.deps.registry.policies.get(caId);
+      this.#policies.set(caId, policy);
+      policy.catch(() => this.#policies.delete(caId));
+    }
+    return policy;
+  }
+
+  /** Signs a device certificate for a checked key and records it (records share commits). */
+  async #issue(request: IssueRequest): Promise<Enrollment> {
+    const { deviceId, key, caId, actor, renewal } = request;
     const ca = await this.#signingCa(caId);
-    const csr = checkCsr(csrPem);
+    const lifetimeMs = (await this.policyOf(caId)).certificateLifetimeMs ?? this.options.certificateLifetimeMs;
     const signer = this.deps.keyring.get(caId)!;
     const now = this.deps.clock().getTime();
     const issued = signer.issueDevice(
       deviceId,
-      csr.spki,
-      { notBefore: new Date(now - this.options.backdateMs), notAfter: new Date(Math.min(now + this.options.certificateLifetimeMs, ca.notAfter.getTime())) },
+      key.spki,
+      { notBefore: new Date(now - this.options.backdateMs), notAfter: new Date(Math.min(now + lifetimeMs, ca.notAfter.getTime())) },
       this.crlUrl(caId),
     );
     const record = await this.#recorder.submit({
-      certificate: { serial: issued.serial, fingerprint: issued.fingerprint, publicKeySha256: csr.publicKeySha256, deviceId, caId, notBefore: issued.notBefore, notAfter: issued.notAfter, pem: issued.pem },
+      certificate: {
+        serial: issued.serial,
+        fingerprint: issued.fingerprint,
+        publicKeySha256: key.publicKeySha256,
+        deviceId,
+        caId,
+        notBefore: issued.notBefore,
+        notAfter: issued.notAfter,
+        pem: issued.pem,
+        ...(renewal ? { renewedFrom: renewal.from, predecessorRetiresAt: renewal.retiresAt } : {}),
+      },
       actor,
     });
     if (record instanceof RegistryError) throw record;
-    this.deps.log.info({ event: 'certificate_issued', deviceId, serial: record.serial, ca: caId, key: csr.keyDescription }, 'certificate issued');
+    this.deps.log.info({ event: 'certificate_issued', deviceId, serial: record.serial, ca: caId, key: key.keyDescription, renewedFrom: renewal?.from }, 'certificate issued');
     return { record, certificatePem: issued.pem, chainPem: await this.#chainAbove(caId) };
   }
 

@@ -23,6 +23,7 @@ export const REGISTRY_ERRORS = {
   station_exists: 'a station with this name already exists',
   station_not_found: 'no station with this name',
   role_unknown: 'not a role, or not one this kind of holder may be given',
+  invalid_ca_policy: 'a CA policy duration is out of bounds',
   grant_not_found: 'no break-glass grant with this id',
   grant_not_pending: 'the grant is not waiting for approval',
   grant_self_approval: 'a grant must be approved by another operator than the one who opened it',

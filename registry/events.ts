@@ -15,6 +15,8 @@ export type RegistryEvent =
   | { type: 'group.policy'; groupId: string; at: string }
   | { type: 'ca.created'; caId: string; parentId?: string; external: boolean; at: string }
   | { type: 'ca.status'; caId: string; status: CaStatus; at: string; reason?: string }
+  /** A CA's policy (lifetimes, renewal) changed. */
+  | { type: 'ca.policy'; caId: string; at: string }
   /** Enforcement switched for the listener (all devices) or for one group's members. */
   | { type: 'enforcement.changed'; scope: 'listener' | 'group'; groupId?: string; mode: EnforcementMode; at: string }
   | { type: 'grant.changed'; grantId: string; deviceId: DeviceId; status: GrantStatus; at: string }

@@ -3,7 +3,7 @@
 import type { Change, Changes } from './changes.js';
 import { RegistryError } from './errors.js';
 import type { RegistryEvent } from './events.js';
-import type { DeviceId, SerialHex } from './ids.js';
+import type { DeviceId, Fingerprint, SerialHex } from './ids.js';
 import type { Actor, CaRecord, CertificateRecord, CertificateStatus, Device, DeviceStatus, JsonObject } from './model.js';
 import type { RegistryQueries, RegistryStore } from './store.js';
 import { certificateMove, deviceMove } from './transitions.js';
@@ -46,6 +46,16 @@ export class Lifecycle {
 
   certificate(serial: SerialHex): Promise<CertificateRecord | undefined> {
     return this.store.certificates.bySerial(serial);
+  }
+
+  certificateByFingerprint(fingerprint: Fingerprint): Promise<CertificateRecord | undefined> {
+    return this.store.certificates.byFingerprint(fingerprint);
+  }
+
+  async device(id: DeviceId): Promise<Device> {
+    const device = await this.store.devices.get(id);
+    if (!device) throw new RegistryError('device_not_found', id);
+    return device;
   }
 
   /** Is the device there and allowed new certificates? Checked first, before any CSR work. */
@@ -97,12 +107,19 @@ export class Lifecycle {
         accepted.push(record);
         outcomes.push(record);
         audit({
-          action: 'certificate.issued',
+          action: record.renewedFrom ? 'certificate.renewed' : 'certificate.issued',
           subjectType: 'certificate',
           subjectId: record.serial,
           deviceId: record.deviceId,
           certificateSerial: record.serial,
-          details: { fingerprint: record.fingerprint, ca: record.caId, status, notBefore: record.notBefore.toISOString(), notAfter: record.notAfter.toISOString() },
+          details: {
+            fingerprint: record.fingerprint,
+            ca: record.caId,
+            status,
+            notBefore: record.notBefore.toISOString(),
+            notAfter: record.notAfter.toISOString(),
+            ...(record.renewedFrom ? { renewedFrom: record.renewedFrom, predecessorRetiresAt: record.predecessorRetiresAt?.toISOString() } : {}),
+          },
         });
         announce({ type: 'certificate.created', serial: record.serial, fingerprint: record.fingerprint, deviceId: record.deviceId, caId: record.caId, status, at: iso });
       }
@@ -131,6 +148,32 @@ export class Lifecycle {
     });
     if (republish) await this.changes.announce([republish]);
     return record;
+  }
+
+  /**
+   * A renewed certificate was seen on a connection, or its grace period ran out: the
+   * certificate it renewed turns INACTIVE (if it is still ACTIVE), and the renewal is
+   * settled. Returns whether anything was pending. Idempotent: seeing it again changes nothing.
+   */
+  async retirePredecessor(serial: SerialHex, cause: 'seen' | 'grace', actor: Actor): Promise<boolean> {
+    return this.changes.run(actor, async (change) => {
+      const renewed = await change.tx.certificates.bySerial(serial, { lock: true });
+      if (!renewed?.predecessorRetiresAt) return false;
+      const previous = renewed.renewedFrom ? await change.tx.certificates.bySerial(renewed.renewedFrom, { lock: true }) : undefined;
+      if (previous?.status === 'ACTIVE') await moveCertificate(change, previous, 'INACTIVE', cause === 'seen' ? `renewed: ${serial} seen on a connection` : `renewed: grace period of ${serial} over`);
+      await change.tx.certificates.settleRenewal(serial);
+      return true;
+    });
+  }
+
+  /** Settles every renewal whose grace period is over by now; returns how many. */
+  async retireOverdue(actor: Actor, now: Date, batch = 500): Promise<number> {
+    let settled = 0;
+    for (;;) {
+      const due = await this.store.certificates.overdueRenewals(now, batch);
+      for (const serial of due) if (await this.retirePredecessor(serial, 'grace', actor)) settled++;
+      if (due.length < batch) return settled;
+    }
   }
 
   /**

@@ -188,6 +188,19 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await sql`UPDATE operators SET roles = '["admin"]' WHERE roles NOT LIKE '["%'`.execute(db);
       },
     },
+    '003_renewal': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('certificates').addColumn('renewed_from', 'text').execute();
+        await db.schema.alterTable('certificates').addColumn('predecessor_retires_at', 'bigint').execute();
+        await db.schema.createIndex('certificates_predecessor_retires').on('certificates').column('predecessor_retires_at').execute();
+        await db.schema
+          .createTable('ca_policies')
+          .addColumn('ca_id', 'text', (c) => c.primaryKey().references('cas.id'))
+          .addColumn('policy', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'bigint', (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }
 

@@ -34,6 +34,25 @@ export interface CertificateRecord {
   createdAt: Date;
   revokedAt?: Date;
   revocationReason?: string;
+  /** The certificate this one renewed, if it came from a renewal. */
+  renewedFrom?: SerialHex;
+  /**
+   * While set, the certificate it renewed is still ACTIVE: it turns INACTIVE when this one is
+   * first seen on a connection, or at this time (the renewal's grace period), whichever comes first.
+   */
+  predecessorRetiresAt?: Date;
+}
+
+/** What a CA's certificates live by. Absent fields take the service's defaults. */
+export interface CaPolicy {
+  /** Lifetime of the device certificates it issues (default: the service's, 30 days). */
+  certificateLifetimeMs?: number;
+  /** How long after notAfter a certificate may still renew itself (default 0: not at all). */
+  renewalWindowMs: number;
+  /** How long a renewed certificate stays ACTIVE if its successor is never seen (default 1 day). */
+  renewalGraceMs: number;
+  /** Whether a renewal must bring a new key (default: the same key may be certified again). */
+  requireNewKey: boolean;
 }
 
 export interface CaRecord {
@@ -84,6 +103,8 @@ export interface AdmissionRecord {
   notAfter: Date;
   /** The CA that issued it (its policies apply). */
   caId?: string;
+  /** A renewal whose predecessor is still ACTIVE: seeing this certificate on a connection retires it. */
+  renewalPending?: boolean;
 }
 
 /** Who did something: an operator token, a factory station, a device, the broker, the system itself. */

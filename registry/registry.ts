@@ -12,6 +12,7 @@ import { Operators } from './operators.js';
 import type { Fingerprint } from './ids.js';
 import { Lifecycle } from './lifecycle.js';
 import type { Actor, AdmissionRecord, AuditInput, Sighting } from './model.js';
+import { CaPolicies } from './policies.js';
 import { Reports } from './reports.js';
 import { Stations } from './stations.js';
 import type { RegistryStore } from './store.js';
@@ -32,6 +33,7 @@ export class Registry {
   readonly enforcement: Enforcement;
   readonly grants: Grants;
   readonly stations: Stations;
+  readonly policies: CaPolicies;
 
   readonly #changes: Changes;
 
@@ -46,6 +48,7 @@ export class Registry {
     this.enforcement = new Enforcement(deps.store, changes);
     this.grants = new Grants(deps.store, changes, deps.clock);
     this.stations = new Stations(deps.store, changes);
+    this.policies = new CaPolicies(deps.store, changes);
   }
 
   get bus(): EventBus {

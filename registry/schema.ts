@@ -27,6 +27,8 @@ export interface CertificatesTable {
   created_at: number;
   revoked_at: number | null;
   revocation_reason: string | null;
+  renewed_from: string | null;
+  predecessor_retires_at: number | null;
 }
 
 export interface CasTable {
@@ -143,6 +145,13 @@ export interface StationsTable {
   revocation_reason: string | null;
 }
 
+export interface CaPoliciesTable {
+  ca_id: string;
+  /** The CaPolicy as JSON: its fields change more often than the schema should. */
+  policy: string;
+  updated_at: number;
+}
+
 export interface RegistryDatabase {
   devices: DevicesTable;
   certificates: CertificatesTable;
@@ -156,4 +165,5 @@ export interface RegistryDatabase {
   settings: SettingsTable;
   grants: GrantsTable;
   stations: StationsTable;
+  ca_policies: CaPoliciesTable;
 }

@@ -11,6 +11,7 @@ import type { QueryContext } from './queries/executor.js';
 import { GroupQueries } from './queries/groups.js';
 import { RegistrationCodeQueries, SightingQueries } from './queries/misc.js';
 import { GrantQueries, OperatorQueries, SettingQueries } from './queries/operators.js';
+import { CaPolicyQueries } from './queries/policies.js';
 import { StationQueries } from './queries/stations.js';
 import type { RegistryDatabase } from './schema.js';
 
@@ -27,6 +28,7 @@ export interface RegistryQueries {
   readonly settings: SettingQueries;
   readonly grants: GrantQueries;
   readonly stations: StationQueries;
+  readonly policies: CaPolicyQueries;
 }
 
 export interface RegistryStore extends RegistryQueries {
@@ -49,6 +51,7 @@ function queries(q: QueryContext): RegistryQueries {
     settings: new SettingQueries(q),
     grants: new GrantQueries(q),
     stations: new StationQueries(q),
+    policies: new CaPolicyQueries(q),
   };
 }
 

@@ -18,6 +18,7 @@ import { caCrlRoute, caRoutes } from './routes/cas.js';
 import { certificateRoutes } from './routes/certificates.js';
 import { deviceRoutes } from './routes/devices.js';
 import { groupRoutes } from './routes/groups.js';
+import { renewalRoutes } from './routes/renewal.js';
 import { stationRoutes } from './routes/stations.js';
 import { FORMATS } from './schemas.js';
 
@@ -115,6 +116,7 @@ export async function buildApi(options: ApiOptions, deps: ApiDeps) {
   brokerRoutes(app, deps);
   breakGlassRoutes(app, deps);
   stationRoutes(app, deps);
+  renewalRoutes(app, deps);
 
   // Who may call what: the role table and every route's declaration.
   app.get('/v1/access', access(READERS), () => ({

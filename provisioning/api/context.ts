@@ -28,6 +28,8 @@ export interface ApiDeps {
   breakGlassMaxMs: number;
   /** How long after its notAfter a certificate of this CA may still renew itself (0: never). */
   renewalWindowMs(caId: string): Promise<number>;
+  /** The lifetime of device certificates under a CA whose policy sets none. */
+  defaultCertificateLifetimeMs: number;
   clock: Clock;
   log: Logger;
 }

@@ -1,7 +1,9 @@
 // Every error the API returns, with its HTTP status. A handler throws a code (or a domain
 // error carrying one); the status comes from this table, never from the call site.
 import { CodedError, REGISTRY_ERRORS, type RegistryErrorCode } from '../../registry/errors.js';
+import { CREDENTIAL_ERRORS } from '../credential-errors.js';
 import { EXTERNAL_CA_ERRORS } from '../external-ca.js';
+import { RENEWAL_ERRORS } from '../renewal.js';
 import { CSR_ERRORS } from '../pki/csr.js';
 
 interface ApiErrorInfo {
@@ -36,6 +38,7 @@ const REGISTRY_STATUS: Record<RegistryErrorCode, number> = {
   station_exists: 409,
   station_not_found: 404,
   role_unknown: 400,
+  invalid_ca_policy: 400,
   grant_not_found: 404,
   grant_not_pending: 409,
   grant_self_approval: 409,
@@ -53,11 +56,6 @@ export const API_ERRORS = {
   bad_request: { status: 400, summary: 'the request is malformed' },
   token_missing: { status: 401, summary: 'this call needs Authorization: Bearer <operator token>, or a client certificate' },
   token_invalid: { status: 401, summary: 'the bearer token is not a valid operator token' },
-  client_certificate_untrusted: { status: 401, summary: 'the client certificate does not chain to a CA this service trusts, or is not for TLS client authentication' },
-  client_certificate_expired: { status: 401, summary: 'the client certificate is outside its validity (and, for a renewal, outside its CA’s renewal window)' },
-  client_certificate_unregistered: { status: 401, summary: 'the client certificate is neither a station’s nor a device’s the registry knows' },
-  client_certificate_revoked: { status: 401, summary: 'the client certificate (or its station) is revoked' },
-  client_certificate_inactive: { status: 401, summary: 'the client certificate is not active (deactivated, superseded by a renewal, or pending activation)' },
   forbidden: { status: 403, summary: 'none of the caller’s roles may make this call' },
   not_found: { status: 404, summary: 'no such endpoint' },
   body_too_large: { status: 413, summary: 'the request body is larger than allowed' },
@@ -66,6 +64,8 @@ export const API_ERRORS = {
   grant_needs_fingerprint: { status: 400, summary: 'this failure can only be waived for one certificate: give its fingerprint' },
   grant_too_long: { status: 400, summary: 'the grant would last longer than the configured maximum' },
   internal_error: { status: 500, summary: 'the service failed; the failure is logged' },
+  ...withStatus(CREDENTIAL_ERRORS, () => 401),
+  ...withStatus(RENEWAL_ERRORS, () => 400),
   ...withStatus(CSR_ERRORS, () => 400),
   ...withStatus(EXTERNAL_CA_ERRORS, () => 400),
   ...withStatus(REGISTRY_ERRORS, (code) => REGISTRY_STATUS[code]),

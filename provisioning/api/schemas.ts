@@ -49,6 +49,18 @@ export const bodies = {
     additionalProperties: false,
     properties: { csr: { type: 'string', minLength: 1, maxLength: 32768 }, ca: id('ca-id') },
   },
+  renew: { type: 'object', required: ['csr'], additionalProperties: false, properties: { csr: { type: 'string', minLength: 1, maxLength: 32768 } } },
+  /** Durations in whole seconds; the registry checks their bounds (invalid_ca_policy). */
+  caPolicy: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      certificateLifetimeSeconds: { type: 'integer', minimum: 1 },
+      renewalWindowSeconds: { type: 'integer', minimum: 0 },
+      renewalGraceSeconds: { type: 'integer', minimum: 1 },
+      requireNewKey: { type: 'boolean' },
+    },
+  },
   /** Status changes take an optional body: `curl -X POST` with none works. */
   reason: { type: ['object', 'null'], additionalProperties: false, properties: { reason } },
   createCa: { type: 'object', required: ['name'], additionalProperties: false, properties: { name: id('ca-id'), parent: id('ca-id') } },

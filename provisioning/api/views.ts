@@ -1,7 +1,8 @@
 // The JSON shapes the API returns. Written out field by field so nothing stored (a PEM, a
 // key hash) leaks into a response by accident.
 import type { DeviceView } from '../../registry/lifecycle.js';
-import type { AuditEntry, CaRecord, CertificateRecord, Group, Station } from '../../registry/model.js';
+import type { Enrollment } from '../service.js';
+import type { AuditEntry, CaPolicy, CaRecord, CertificateRecord, Group, Station } from '../../registry/model.js';
 
 export function certificateJson(c: CertificateRecord) {
   return {
@@ -14,6 +15,22 @@ export function certificateJson(c: CertificateRecord) {
     notAfter: c.notAfter.toISOString(),
     ...(c.revokedAt ? { revokedAt: c.revokedAt.toISOString() } : {}),
     ...(c.revocationReason ? { revocationReason: c.revocationReason } : {}),
+  };
+}
+
+/** A certificate just issued: its record, the certificate and the chain above it. */
+export function enrollmentJson(e: Enrollment) {
+  return { ...certificateJson(e.record), certificate: e.certificatePem, chain: e.chainPem, ...(e.record.renewedFrom ? { renewedFrom: e.record.renewedFrom } : {}) };
+}
+
+/** A CA's policy, in seconds as the API takes it. */
+export function policyJson(caId: string, p: CaPolicy, defaultLifetimeMs: number) {
+  return {
+    ca: caId,
+    certificateLifetimeSeconds: (p.certificateLifetimeMs ?? defaultLifetimeMs) / 1000,
+    renewalWindowSeconds: p.renewalWindowMs / 1000,
+    renewalGraceSeconds: p.renewalGraceMs / 1000,
+    requireNewKey: p.requireNewKey,
   };
 }
 

@@ -6,7 +6,7 @@ import type { UnknownCertificatePolicy } from '../../../registry/model.js';
 import { ADMINS, PUBLIC, READERS, access } from '../access.js';
 import type { ApiDeps } from '../context.js';
 import { bodies, params } from '../schemas.js';
-import { caJson } from '../views.js';
+import { caJson, policyJson } from '../views.js';
 
 type CaParams = { Params: { caId: string } };
 
@@ -45,6 +45,28 @@ export function caRoutes<S extends RawServerBase>(app: FastifyInstance<S>, deps:
     { schema: { params: params.ca, body: bodies.unknownCertificates }, ...access(ADMINS) },
     async (request) => caJson(await registry.authorities.setUnknownCertificatePolicy(request.params.caId, request.body.unknownCertificates, request.actor!)),
   );
+
+  type PolicyBody = { certificateLifetimeSeconds?: number; renewalWindowSeconds?: number; renewalGraceSeconds?: number; requireNewKey?: boolean };
+  const lifetime = deps.defaultCertificateLifetimeMs;
+  app.get<CaParams>('/v1/cas/:caId/policy', { schema: { params: params.ca }, ...access(READERS) }, async (request) => {
+    await registry.authorities.get(request.params.caId); // 404 for an unknown CA
+    return policyJson(request.params.caId, await registry.policies.get(request.params.caId), lifetime);
+  });
+  app.put<CaParams & { Body: PolicyBody }>('/v1/cas/:caId/policy', { schema: { params: params.ca, body: bodies.caPolicy }, ...access(ADMINS) }, async (request) => {
+    const b = request.body;
+    const seconds = (s: number | undefined) => (s === undefined ? undefined : s * 1000);
+    const policy = await registry.policies.set(
+      request.params.caId,
+      {
+        certificateLifetimeMs: seconds(b.certificateLifetimeSeconds),
+        ...(b.renewalWindowSeconds !== undefined ? { renewalWindowMs: b.renewalWindowSeconds * 1000 } : {}),
+        ...(b.renewalGraceSeconds !== undefined ? { renewalGraceMs: b.renewalGraceSeconds * 1000 } : {}),
+        ...(b.requireNewKey !== undefined ? { requireNewKey: b.requireNewKey } : {}),
+      },
+      request.actor!,
+    );
+    return policyJson(request.params.caId, policy, lifetime);
+  });
 
   app.get<CaParams>('/v1/cas/:caId/blast-radius', { schema: { params: params.ca }, ...access(READERS) }, (request) => {
     const radius = deps.graph.blastRadius(request.params.caId);

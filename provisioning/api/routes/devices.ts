@@ -5,7 +5,7 @@ import type { DeviceStatus, JsonObject } from '../../../registry/model.js';
 import { DEVICE_READERS, OPERATORS, PROVISIONERS, READERS, access } from '../access.js';
 import type { ApiDeps } from '../context.js';
 import { bodies, params } from '../schemas.js';
-import { certificateJson, deviceJson } from '../views.js';
+import { deviceJson, enrollmentJson } from '../views.js';
 
 type DeviceParams = { Params: { deviceId: string } };
 type Reason = { reason?: string } | undefined;
@@ -30,7 +30,7 @@ export function deviceRoutes<S extends RawServerBase>(app: FastifyInstance<S>, d
     { schema: { params: params.device, body: bodies.enroll }, ...access(PROVISIONERS) },
     async (request, reply) => {
       const enrollment = await deps.provisioning.enroll(request.params.deviceId as DeviceId, request.body.csr, request.actor!, request.body.ca);
-      return reply.status(201).send({ ...certificateJson(enrollment.record), certificate: enrollment.certificatePem, chain: enrollment.chainPem });
+      return reply.status(201).send(enrollmentJson(enrollment));
     },
   );
 
