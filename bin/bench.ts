@@ -6,6 +6,7 @@
 //   npm run bench [-- --quick] [--devices N] [--rounds R] [--duration S] [--rate MSG_PER_S]
 //                 [--revoke K] [--certificates N]
 //   npm run bench -- registry [--quick]
+//   npm run bench -- batch [--quick] [--lines N]
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,7 @@ import { startMosquitto } from '../firmware-sim/bench/mosquitto.js';
 import { startOurs } from '../firmware-sim/bench/ours.js';
 import { measure, sampleProcess, settledRssKiB } from '../firmware-sim/bench/proc.js';
 import { deviceIds } from '../firmware-sim/run.js';
+import { batchBench, type BatchRun } from './bench-batch.js';
 import { issuanceBench, type IssuanceFigures } from './bench-issuance.js';
 import { registryBench } from './bench-registry.js';
 
@@ -165,10 +167,12 @@ async function main(): Promise<void> {
       rate: { type: 'string' },
       revoke: { type: 'string' },
       certificates: { type: 'string' },
+      lines: { type: 'string' },
     },
   });
   const quick = values.quick;
   if (positionals[0] === 'registry') return registryMain(quick);
+  if (positionals[0] === 'batch') return batchMain(Number(values.lines ?? (quick ? 5000 : 100_000)));
   const s: Settings = {
     devices: Number(values.devices ?? (quick ? 300 : 10_000)),
     rounds: Number(values.rounds ?? (quick ? 1 : 3)),
@@ -233,6 +237,29 @@ async function registryMain(quick: boolean): Promise<void> {
   await mkdir('bench-results', { recursive: true });
   const file = `bench-results/registry-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
   await writeFile(file, JSON.stringify(results, null, 2));
+  console.log(`\nwritten to ${file}`);
+}
+
+async function batchMain(lines: number): Promise<void> {
+  const { mint, replay } = await batchBench(lines, say);
+  const f = (n: number, digits = 0) => n.toFixed(digits);
+  const row = (name: string, r: BatchRun) => {
+    const heap = r.samples.map((s) => s.heapUsedMiB);
+    const first = r.samples[0]!;
+    const last = r.samples[r.samples.length - 1]!;
+    return `| ${name} | ${r.issued} issued, ${r.replayed} replayed, ${Object.values(r.errors).reduce((a, b) => a + b, 0)} errors | ${f(r.wallSeconds, 1)} s (${f(r.linesPerSecond)} lines/s) | ${f(first.heapUsedMiB)} → ${f(last.heapUsedMiB)} (${heap.map((h) => f(h)).join(', ')}) | ${f(r.heapKiBPerLine, 2)} | ${f(first.rssMiB)} → ${f(last.rssMiB)} |`;
+  };
+  console.log(
+    [
+      `| ${lines}-line batch (POST /v1/batches, SQLite) | lines | wall time | service live heap MiB after a full GC, every 10,000 lines | heap KiB per line | service RSS MiB |`,
+      '|---|---|---|---|---|---|',
+      row('first run: every line minted, its device registered', mint),
+      row('same Idempotency-Key again: every line replayed', replay),
+    ].join('\n'),
+  );
+  await mkdir('bench-results', { recursive: true });
+  const file = `bench-results/batch-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
+  await writeFile(file, JSON.stringify({ lines, mint, replay }, null, 2));
   console.log(`\nwritten to ${file}`);
 }
 

@@ -46,8 +46,9 @@ export function renewalPort(registry: Registry, provisioning: Provisioning): Ren
         const renewed = await provisioning.renew(current.serial, csrPem, { kind: 'device', id: current.deviceId });
         return { ok: true, certificate: enrollmentJson(renewed) };
       } catch (error) {
-        if (error instanceof CodedError) return { ok: false, code: error.code, message: error.message };
-        throw error;
+        if (!(error instanceof CodedError)) throw error;
+        const { code, message } = error as CodedError<string>;
+        return { ok: false, code, message };
       }
     },
   };

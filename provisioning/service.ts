@@ -14,7 +14,8 @@ import { keyRefusal, renewalRefusal } from './renewal.js';
 import { DEFAULT_CA_ID, ROOT_CA_ID, type CaKeyring } from './pki/keyring.js';
 import { Batcher } from '../registry/batcher.js';
 import { actorName } from '../registry/changes.js';
-import type { NewCertificate } from '../registry/lifecycle.js';
+import type { CertificateToRecord } from '../registry/lifecycle.js';
+import type { BatchKey } from '../registry/queries/batches.js';
 
 export interface ProvisioningOptions {
   /** Lifetime of device certificates under a CA whose policy sets none. */
@@ -37,6 +38,8 @@ export interface Enrollment {
   certificatePem: string;
   /** PEM of the chain above the certificate, up to the root. */
   chainPem: string;
+  /** A batch line retried: the certificate it produced the first time, nothing new minted. */
+  replayed?: boolean;
 }
 
 /** Where a CA's CRL is published; the first issuing CA keeps the contract's /v1/crl. */
@@ -45,7 +48,7 @@ export function crlPath(caId: string): string {
 }
 
 interface PendingRecord {
-  certificate: NewCertificate;
+  item: CertificateToRecord;
   actor: Actor;
 }
 
@@ -57,6 +60,8 @@ interface IssueRequest {
   actor: Actor;
   /** Set for a renewal: the certificate it renews and when that one retires at the latest. */
   renewal?: { from: SerialHex; retiresAt: Date };
+  /** Set for a factory batch line: the device may be new, and the key makes a retry idempotent. */
+  batch?: BatchKey;
 }
 
 export class Provisioning {
@@ -68,6 +73,7 @@ export class Provisioning {
   /** Enrollments in flight share their lookups and their durable commits. */
   readonly #enrollable: Batcher<DeviceId, RegistryError | undefined>;
   readonly #recorder: Batcher<PendingRecord, CertificateRecord | RegistryError>;
+  readonly #replays: Batcher<BatchKey, CertificateRecord | undefined>;
 
   constructor(
     private readonly options: ProvisioningOptions,
@@ -75,6 +81,7 @@ export class Provisioning {
   ) {
     this.#enrollable = new Batcher((ids) => deps.registry.lifecycle.enrollmentRefusals(ids));
     this.#recorder = new Batcher((pending) => recordByActor(deps.registry, pending));
+    this.#replays = new Batcher((keys) => deps.registry.lifecycle.batchCertificates(keys));
     deps.registry.bus.subscribe((event) => {
       if (event.type === 'ca.created' || event.type === 'ca.status') this.#cas.clear();
       if (event.type === 'ca.policy') this.#policies.delete(event.caId);
@@ -114,6 +121,24 @@ export class Provisioning {
     return this.#issue({ deviceId: current.deviceId, key, caId: current.caId, actor, renewal: { from: current.serial, retiresAt: new Date(now.getTime() + policy.renewalGraceMs) } });
   }
 
+  /**
+   * One line of a factory batch: the device is registered if the registry does not know it,
+   * and the batch key (the caller's request id and the line's device id) makes a retry return
+   * the certificate the line produced the first time instead of minting another.
+   */
+  async enrollBatchLine(deviceId: DeviceId, csrPem: string, batch: { requestId: string; caId: string }, actor: Actor): Promise<Enrollment> {
+    const key: BatchKey = { requestId: batch.requestId, lineId: deviceId };
+    const earlier = await this.#replays.submit(key);
+    if (earlier) return { record: earlier, certificatePem: earlier.pem, chainPem: await this.#chainAbove(earlier.caId), replayed: true };
+    await this.#signingCa(batch.caId);
+    return this.#issue({ deviceId, key: checkCsr(csrPem), caId: batch.caId, actor, batch: key });
+  }
+
+  /** Throws the coded refusal if this CA cannot issue device certificates here now. */
+  async assertCanIssue(caId: string): Promise<void> {
+    await this.#signingCa(caId);
+  }
+
   /** The policy in force for a CA's certificates. */
   policyOf(caId: string): Promise<CaPolicy> {
     let policy = this.#policies.get(caId);
@@ -127,7 +152,7 @@ export class Provisioning {
 
   /** Signs a device certificate for a checked key and records it (records share commits). */
   async #issue(request: IssueRequest): Promise<Enrollment> {
-    const { deviceId, key, caId, actor, renewal } = request;
+    const { deviceId, key, caId, actor, renewal, batch } = request;
     const ca = await this.#signingCa(caId);
     const lifetimeMs = (await this.policyOf(caId)).certificateLifetimeMs ?? this.options.certificateLifetimeMs;
     const signer = this.deps.keyring.get(caId)!;
@@ -139,7 +164,10 @@ export class Provisioning {
       this.crlUrl(caId),
     );
     const record = await this.#recorder.submit({
-      certificate: {
+      item: {
+        createDevice: batch !== undefined,
+        batch,
+        certificate: {
         serial: issued.serial,
         fingerprint: issued.fingerprint,
         publicKeySha256: key.publicKeySha256,
@@ -147,14 +175,17 @@ export class Provisioning {
         caId,
         notBefore: issued.notBefore,
         notAfter: issued.notAfter,
-        pem: issued.pem,
-        ...(renewal ? { renewedFrom: renewal.from, predecessorRetiresAt: renewal.retiresAt } : {}),
+          pem: issued.pem,
+          ...(renewal ? { renewedFrom: renewal.from, predecessorRetiresAt: renewal.retiresAt } : {}),
+        },
       },
       actor,
     });
     if (record instanceof RegistryError) throw record;
-    this.deps.log.info({ event: 'certificate_issued', deviceId, serial: record.serial, ca: caId, key: key.keyDescription, renewedFrom: renewal?.from }, 'certificate issued');
-    return { record, certificatePem: issued.pem, chainPem: await this.#chainAbove(caId) };
+    // Another attempt of the same batch line recorded first: its certificate is the answer.
+    const replayed = record.serial !== issued.serial;
+    if (!replayed) this.deps.log.info({ event: 'certificate_issued', deviceId, serial: record.serial, ca: caId, key: key.keyDescription, renewedFrom: renewal?.from }, 'certificate issued');
+    return { record, certificatePem: record.pem, chainPem: await this.#chainAbove(caId), ...(replayed ? { replayed } : {}) };
   }
 
   /** Creates a CA under `parentId` (the root by default), signed here. */
@@ -214,7 +245,7 @@ async function recordByActor(registry: Registry, pending: PendingRecord[]): Prom
   });
   const outcomes = new Array<CertificateRecord | RegistryError>(pending.length);
   for (const indexes of byActor.values()) {
-    const recorded = await registry.lifecycle.recordCertificates(indexes.map((i) => pending[i]!.certificate), pending[indexes[0]!]!.actor);
+    const recorded = await registry.lifecycle.recordIssued(indexes.map((i) => pending[i]!.item), pending[indexes[0]!]!.actor);
     indexes.forEach((index, k) => (outcomes[index] = recorded[k]!));
   }
   return outcomes;

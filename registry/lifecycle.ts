@@ -5,10 +5,19 @@ import { RegistryError } from './errors.js';
 import type { RegistryEvent } from './events.js';
 import type { DeviceId, Fingerprint, SerialHex } from './ids.js';
 import type { Actor, CaRecord, CertificateRecord, CertificateStatus, Device, DeviceStatus, JsonObject } from './model.js';
+import { batchKeyOf, type BatchKey } from './queries/batches.js';
 import type { RegistryQueries, RegistryStore } from './store.js';
 import { certificateMove, deviceMove } from './transitions.js';
 
 export type NewCertificate = Omit<CertificateRecord, 'status' | 'createdAt' | 'revokedAt' | 'revocationReason'>;
+
+export interface CertificateToRecord {
+  certificate: NewCertificate;
+  /** Register the device if the registry does not know it (a factory batch line). */
+  createDevice?: boolean;
+  /** The batch request and line it answers: the same key always answers with the same certificate. */
+  batch?: BatchKey;
+}
 
 export interface DeviceView {
   device: Device;
@@ -48,6 +57,15 @@ export class Lifecycle {
     return this.store.certificates.bySerial(serial);
   }
 
+  /** The certificate each batch key already produced, if any (one query for many keys). */
+  async batchCertificates(keys: readonly BatchKey[]): Promise<(CertificateRecord | undefined)[]> {
+    const serials = await this.store.batches.serials(keys);
+    return Promise.all(keys.map(async (k) => {
+      const serial = serials.get(batchKeyOf(k));
+      return serial ? this.store.certificates.bySerial(serial) : undefined;
+    }));
+  }
+
   certificateByFingerprint(fingerprint: Fingerprint): Promise<CertificateRecord | undefined> {
     return this.store.certificates.byFingerprint(fingerprint);
   }
@@ -82,30 +100,77 @@ export class Lifecycle {
    * error in its place and the others are recorded all the same.
    */
   async recordCertificates(certificates: readonly NewCertificate[], actor: Actor, status: CertificateStatus = 'ACTIVE'): Promise<(CertificateRecord | RegistryError)[]> {
-    if (certificates.length === 0) return [];
+    return this.recordIssued(certificates.map((certificate) => ({ certificate })), actor, status);
+  }
+
+  /**
+   * recordCertificates, with what a factory batch line adds: its device is registered if the
+   * registry does not know it yet, and its batch key makes a retry idempotent. A line whose key
+   * already produced a certificate (in an earlier attempt, earlier in this group, or in a
+   * transaction that committed first) gets that certificate back and records nothing new.
+   */
+  async recordIssued(items: readonly CertificateToRecord[], actor: Actor, status: CertificateStatus = 'ACTIVE'): Promise<(CertificateRecord | RegistryError)[]> {
+    if (items.length === 0) return [];
     return this.changes.run(actor, async ({ tx, at, iso, audit, announce }) => {
       // Checked again inside the transaction: the device or CA may have changed while signing.
-      const devices = await tx.devices.getMany(certificates.map((c) => c.deviceId), { lock: true });
+      const devices = await tx.devices.getMany(items.map((i) => i.certificate.deviceId), { lock: true });
       const cas = new Map<string, CaRecord | undefined>();
-      for (const caId of new Set(certificates.map((c) => c.caId))) cas.set(caId, await tx.cas.get(caId, { lock: 'share' }));
+      for (const caId of new Set(items.map((i) => i.certificate.caId))) cas.set(caId, await tx.cas.get(caId, { lock: 'share' }));
       const holders = new Map<string, { deviceId: DeviceId; status: CertificateStatus }[]>();
-      for (const h of await tx.certificates.holdersOfKeys(certificates.map((c) => c.publicKeySha256))) {
+      for (const h of await tx.certificates.holdersOfKeys(items.map((i) => i.certificate.publicKeySha256))) {
         holders.set(h.publicKeySha256, [...(holders.get(h.publicKeySha256) ?? []), h]);
       }
+      const keys = items.flatMap((i) => (i.batch ? [i.batch] : []));
+      const produced = keys.length > 0 ? await tx.batches.serials(keys) : new Map<string, SerialHex>();
 
-      const outcomes: (CertificateRecord | RegistryError)[] = [];
-      const accepted: CertificateRecord[] = [];
-      for (const certificate of certificates) {
+      const outcomes = new Array<CertificateRecord | RegistryError | SerialHex>(items.length);
+      const pending: { index: number; record: CertificateRecord; key?: string; batch?: BatchKey }[] = [];
+      for (const [index, item] of items.entries()) {
+        const certificate = item.certificate;
+        const key = item.batch && batchKeyOf(item.batch);
+        const earlier = key && produced.get(key);
+        if (earlier) {
+          outcomes[index] = earlier;
+          continue;
+        }
+        if (!devices.has(certificate.deviceId) && item.createDevice) {
+          const device: Device = { id: certificate.deviceId, status: 'ACTIVE', attributes: {}, gateway: false, createdAt: at, updatedAt: at };
+          if (await tx.devices.insert(device)) {
+            audit({ action: 'device.created', subjectType: 'device', subjectId: device.id, deviceId: device.id, details: { attributes: {}, gateway: false, batch: true } });
+            announce({ type: 'device.created', deviceId: device.id, gateway: false, at: iso });
+            devices.set(device.id, device);
+          } else {
+            const existing = await tx.devices.get(device.id, { lock: true }); // created meanwhile
+            if (existing) devices.set(existing.id, existing);
+          }
+        }
         const refusal = enrollmentRefusal(devices.get(certificate.deviceId), certificate.deviceId) ?? caRefusal(cas.get(certificate.caId), certificate.caId) ?? keyRefusal(holders.get(certificate.publicKeySha256), certificate.deviceId);
         if (refusal) {
-          outcomes.push(refusal);
+          outcomes[index] = refusal;
           continue;
         }
         const record: CertificateRecord = { ...certificate, status, createdAt: at };
         // A key certified twice in one group is the same device's (else refused above) and fine.
         holders.set(record.publicKeySha256, [...(holders.get(record.publicKeySha256) ?? []), record]);
+        if (key) produced.set(key, record.serial); // the same line twice in one group: one certificate
+        pending.push({ index, record, key, batch: item.batch });
+      }
+
+      const claiming = pending.filter((p) => p.batch);
+      const claimed = claiming.length > 0 ? await tx.batches.claim(claiming.map((p) => ({ ...p.batch!, serial: p.record.serial })), at) : new Set<string>();
+      const accepted: CertificateRecord[] = [];
+      const superseded = new Map<SerialHex, SerialHex>();
+      for (const p of pending) {
+        if (p.key && !claimed.has(p.key)) {
+          // Claimed by a transaction that committed first: answer with its certificate.
+          const winner = (await tx.batches.serials([p.batch!])).get(p.key)!;
+          superseded.set(p.record.serial, winner);
+          outcomes[p.index] = winner;
+          continue;
+        }
+        const record = p.record;
         accepted.push(record);
-        outcomes.push(record);
+        outcomes[p.index] = record;
         audit({
           action: record.renewedFrom ? 'certificate.renewed' : 'certificate.issued',
           subjectType: 'certificate',
@@ -124,7 +189,16 @@ export class Lifecycle {
         announce({ type: 'certificate.created', serial: record.serial, fingerprint: record.fingerprint, deviceId: record.deviceId, caId: record.caId, status, at: iso });
       }
       await tx.certificates.insertMany(accepted);
-      return outcomes;
+
+      // Lines answered with an earlier certificate get its record.
+      const recorded = new Map(accepted.map((r) => [r.serial, r]));
+      return Promise.all(
+        outcomes.map(async (o) => {
+          if (typeof o !== 'string') return o;
+          const serial = superseded.get(o) ?? o;
+          return recorded.get(serial) ?? (await tx.certificates.bySerial(serial)) ?? new RegistryError('certificate_not_found', serial);
+        }),
+      );
     });
   }
 

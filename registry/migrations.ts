@@ -201,6 +201,19 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '004_batches': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('batch_lines')
+          .addColumn('request_id', 'text', (c) => c.notNull())
+          .addColumn('line_id', 'text', (c) => c.notNull())
+          // No reference to certificates: the key is claimed before the certificate is inserted.
+          .addColumn('serial', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addPrimaryKeyConstraint('batch_lines_pk', ['request_id', 'line_id'])
+          .execute();
+      },
+    },
   };
 }
 

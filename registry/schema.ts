@@ -152,6 +152,16 @@ export interface CaPoliciesTable {
   updated_at: number;
 }
 
+/** What a factory batch line produced, kept so a retried batch returns the same certificate. */
+export interface BatchLinesTable {
+  /** The caller and its Idempotency-Key, e.g. "station:line-1:shift-42". */
+  request_id: string;
+  /** The line's device id. */
+  line_id: string;
+  serial: string;
+  created_at: number;
+}
+
 export interface RegistryDatabase {
   devices: DevicesTable;
   certificates: CertificatesTable;
@@ -166,4 +176,5 @@ export interface RegistryDatabase {
   grants: GrantsTable;
   stations: StationsTable;
   ca_policies: CaPoliciesTable;
+  batch_lines: BatchLinesTable;
 }

@@ -11,6 +11,7 @@ import type { QueryContext } from './queries/executor.js';
 import { GroupQueries } from './queries/groups.js';
 import { RegistrationCodeQueries, SightingQueries } from './queries/misc.js';
 import { GrantQueries, OperatorQueries, SettingQueries } from './queries/operators.js';
+import { BatchQueries } from './queries/batches.js';
 import { CaPolicyQueries } from './queries/policies.js';
 import { StationQueries } from './queries/stations.js';
 import type { RegistryDatabase } from './schema.js';
@@ -29,6 +30,7 @@ export interface RegistryQueries {
   readonly grants: GrantQueries;
   readonly stations: StationQueries;
   readonly policies: CaPolicyQueries;
+  readonly batches: BatchQueries;
 }
 
 export interface RegistryStore extends RegistryQueries {
@@ -52,6 +54,7 @@ function queries(q: QueryContext): RegistryQueries {
     grants: new GrantQueries(q),
     stations: new StationQueries(q),
     policies: new CaPolicyQueries(q),
+    batches: new BatchQueries(q),
   };
 }
 

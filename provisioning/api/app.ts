@@ -12,6 +12,7 @@ import type { ApiDeps } from './context.js';
 import { ApiError, toApiError } from './errors.js';
 import { actorOf, principalResolver, type Principal, type PrincipalDirectory } from './principals.js';
 import { auditRoutes } from './routes/audit.js';
+import { batchRoutes } from './routes/batches.js';
 import { breakGlassRoutes } from './routes/break-glass.js';
 import { brokerRoutes } from './routes/broker.js';
 import { caCrlRoute, caRoutes } from './routes/cas.js';
@@ -117,6 +118,7 @@ export async function buildApi(options: ApiOptions, deps: ApiDeps) {
   breakGlassRoutes(app, deps);
   stationRoutes(app, deps);
   renewalRoutes(app, deps);
+  batchRoutes(app, deps);
 
   // Who may call what: the role table and every route's declaration.
   app.get('/v1/access', access(READERS), () => ({

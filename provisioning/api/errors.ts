@@ -63,6 +63,8 @@ export const API_ERRORS = {
   grant_not_waivable: { status: 400, summary: 'a grant may waive only certificate flaws: never a revocation, a disabled device, an identity mismatch or abuse control' },
   grant_needs_fingerprint: { status: 400, summary: 'this failure can only be waived for one certificate: give its fingerprint' },
   grant_too_long: { status: 400, summary: 'the grant would last longer than the configured maximum' },
+  idempotency_key_invalid: { status: 400, summary: 'a batch needs Idempotency-Key: 1–128 characters of A–Z, a–z, 0–9, ".", "_", ":" and "-"' },
+  line_too_long: { status: 400, summary: 'a batch line is longer than 64 KiB' },
   internal_error: { status: 500, summary: 'the service failed; the failure is logged' },
   ...withStatus(CREDENTIAL_ERRORS, () => 401),
   ...withStatus(RENEWAL_ERRORS, () => 400),

@@ -118,4 +118,5 @@ export const queries = {
     },
   },
   report: { type: 'object', additionalProperties: false, properties: { days: { type: 'string', pattern: '^[0-9]{1,4}$' } } },
+  batch: { type: 'object', additionalProperties: false, properties: { ca: id('ca-id') } },
 } as const;

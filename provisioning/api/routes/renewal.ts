@@ -1,7 +1,6 @@
 // A device renews its own certificate over mutual TLS: the certificate it presents is the
 // credential, the CSR brings the key (new or, if the CA's policy allows, the same).
 import type { FastifyInstance, RawServerBase } from 'fastify';
-import type { SerialHex } from '../../../registry/ids.js';
 import { RENEWING_DEVICES, access } from '../access.js';
 import type { ApiDeps } from '../context.js';
 import type { DevicePrincipal } from '../principals.js';
@@ -14,7 +13,7 @@ export const renewingDevice = (principal: unknown) => principal as DevicePrincip
 export function renewalRoutes<S extends RawServerBase>(app: FastifyInstance<S>, deps: ApiDeps): void {
   app.post<{ Body: { csr: string } }>('/v1/renew', { schema: { body: bodies.renew }, ...access(RENEWING_DEVICES) }, async (request, reply) => {
     const device = renewingDevice(request.principal);
-    const renewed = await deps.provisioning.renew(device.record.serial as SerialHex, request.body.csr, request.actor!);
+    const renewed = await deps.provisioning.renew(device.record.serial, request.body.csr, request.actor!);
     return reply.status(201).send(enrollmentJson(renewed));
   });
 }
