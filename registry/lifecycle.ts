@@ -17,6 +17,8 @@ export interface CertificateToRecord {
   createDevice?: boolean;
   /** The batch request and line it answers: the same key always answers with the same certificate. */
   batch?: BatchKey;
+  /** More to say in its audit entry (where its key came from, say). */
+  auditDetails?: JsonObject;
 }
 
 export interface DeviceView {
@@ -124,7 +126,7 @@ export class Lifecycle {
       const produced = keys.length > 0 ? await tx.batches.serials(keys) : new Map<string, SerialHex>();
 
       const outcomes = new Array<CertificateRecord | RegistryError | SerialHex>(items.length);
-      const pending: { index: number; record: CertificateRecord; key?: string; batch?: BatchKey }[] = [];
+      const pending: { index: number; record: CertificateRecord; key?: string; batch?: BatchKey; auditDetails?: JsonObject }[] = [];
       for (const [index, item] of items.entries()) {
         const certificate = item.certificate;
         const key = item.batch && batchKeyOf(item.batch);
@@ -153,7 +155,7 @@ export class Lifecycle {
         // A key certified twice in one group is the same device's (else refused above) and fine.
         holders.set(record.publicKeySha256, [...(holders.get(record.publicKeySha256) ?? []), record]);
         if (key) produced.set(key, record.serial); // the same line twice in one group: one certificate
-        pending.push({ index, record, key, batch: item.batch });
+        pending.push({ index, record, key, batch: item.batch, auditDetails: item.auditDetails });
       }
 
       const claiming = pending.filter((p) => p.batch);
@@ -184,6 +186,7 @@ export class Lifecycle {
             notBefore: record.notBefore.toISOString(),
             notAfter: record.notAfter.toISOString(),
             ...(record.renewedFrom ? { renewedFrom: record.renewedFrom, predecessorRetiresAt: record.predecessorRetiresAt?.toISOString() } : {}),
+            ...p.auditDetails,
           },
         });
         announce({ type: 'certificate.created', serial: record.serial, fingerprint: record.fingerprint, deviceId: record.deviceId, caId: record.caId, status, at: iso });

@@ -19,6 +19,7 @@ import { caCrlRoute, caRoutes } from './routes/cas.js';
 import { certificateRoutes } from './routes/certificates.js';
 import { deviceRoutes } from './routes/devices.js';
 import { groupRoutes } from './routes/groups.js';
+import { keyRoutes } from './routes/keys.js';
 import { renewalRoutes } from './routes/renewal.js';
 import { stationRoutes } from './routes/stations.js';
 import { FORMATS } from './schemas.js';
@@ -119,6 +120,7 @@ export async function buildApi(options: ApiOptions, deps: ApiDeps) {
   stationRoutes(app, deps);
   renewalRoutes(app, deps);
   batchRoutes(app, deps);
+  keyRoutes(app, deps);
 
   // Who may call what: the role table and every route's declaration.
   app.get('/v1/access', access(READERS), () => ({

@@ -49,6 +49,12 @@ export const bodies = {
     additionalProperties: false,
     properties: { csr: { type: 'string', minLength: 1, maxLength: 32768 }, ca: id('ca-id') },
   },
+  generateKey: {
+    type: 'object',
+    required: ['format', 'passphrase'],
+    additionalProperties: false,
+    properties: { format: { enum: ['pkcs8', 'pkcs12'] }, passphrase: { type: 'string', minLength: 8, maxLength: 1024 }, ca: id('ca-id') },
+  },
   renew: { type: 'object', required: ['csr'], additionalProperties: false, properties: { csr: { type: 'string', minLength: 1, maxLength: 32768 } } },
   /** Durations in whole seconds; the registry checks their bounds (invalid_ca_policy). */
   caPolicy: {
