@@ -75,7 +75,10 @@ export function kyselyStore(root: Kysely<RegistryDatabase>, dialect: Dialect, mi
       const migrator = new Migrator({ db: root, provider: registryMigrations(dialect), migrationTableSchema: await migrationSchema?.() });
       const { error, results } = await migrator.migrateToLatest();
       const failed = results?.find((r) => r.status === 'Error');
-      if (error || failed) throw new Error(`registry migration ${failed?.migrationName ?? ''} failed`, { cause: error });
+      if (error || failed) {
+        const why = error instanceof Error ? `: ${error.message}` : '';
+        throw new Error(`registry migration ${failed?.migrationName ?? '(bookkeeping)'} failed${why}`, { cause: error });
+      }
     },
     transaction: (work) => root.transaction().execute((trx) => work(queries({ db: trx, dialect }))),
     close: () => root.destroy(),
