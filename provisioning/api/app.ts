@@ -18,6 +18,7 @@ import { brokerRoutes } from './routes/broker.js';
 import { caCrlRoute, caRoutes } from './routes/cas.js';
 import { certificateRoutes } from './routes/certificates.js';
 import { deviceRoutes } from './routes/devices.js';
+import { estRoutes } from './routes/est.js';
 import { groupRoutes } from './routes/groups.js';
 import { keyRoutes } from './routes/keys.js';
 import { renewalRoutes } from './routes/renewal.js';
@@ -121,6 +122,7 @@ export async function buildApi(options: ApiOptions, deps: ApiDeps) {
   renewalRoutes(app, deps);
   batchRoutes(app, deps);
   keyRoutes(app, deps);
+  estRoutes(app, deps);
 
   // Who may call what: the role table and every route's declaration.
   app.get('/v1/access', access(READERS), () => ({
