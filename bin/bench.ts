@@ -7,6 +7,7 @@
 //                 [--revoke K] [--certificates N]
 //   npm run bench -- registry [--quick]
 //   npm run bench -- batch [--quick] [--lines N]
+//   npm run bench -- crl [--entries N]
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +20,7 @@ import { startOurs } from '../firmware-sim/bench/ours.js';
 import { measure, sampleProcess, settledRssKiB } from '../firmware-sim/bench/proc.js';
 import { deviceIds } from '../firmware-sim/run.js';
 import { batchBench, type BatchRun } from './bench-batch.js';
+import { crlBench } from './bench-crl.js';
 import { issuanceBench, type IssuanceFigures } from './bench-issuance.js';
 import { registryBench } from './bench-registry.js';
 
@@ -168,10 +170,12 @@ async function main(): Promise<void> {
       revoke: { type: 'string' },
       certificates: { type: 'string' },
       lines: { type: 'string' },
+      entries: { type: 'string' },
     },
   });
   const quick = values.quick;
   if (positionals[0] === 'registry') return registryMain(quick);
+  if (positionals[0] === 'crl') return crlMain(Number(values.entries ?? 100_000));
   if (positionals[0] === 'batch') return batchMain(Number(values.lines ?? (quick ? 5000 : 100_000)));
   const s: Settings = {
     devices: Number(values.devices ?? (quick ? 300 : 10_000)),
@@ -237,6 +241,25 @@ async function registryMain(quick: boolean): Promise<void> {
   await mkdir('bench-results', { recursive: true });
   const file = `bench-results/registry-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
   await writeFile(file, JSON.stringify(results, null, 2));
+  console.log(`\nwritten to ${file}`);
+}
+
+async function crlMain(entries: number): Promise<void> {
+  const r = await crlBench(entries, say);
+  console.log(
+    [
+      '| figure | value |',
+      '|---|---|',
+      `| CRL entries (issuing CA, SQLite registry) | ${r.entries} |`,
+      `| DER written and signed (median of 3) | ${r.signMs.toFixed(0)} ms, ${(r.derBytes / 1024 / 1024).toFixed(1)} MiB |`,
+      `| rebuild from the registry: query, DER, signature, PEM file | ${r.rebuildMs.toFixed(0)} ms |`,
+      `| revocation request → acknowledged, the CRL rebuilt before the answer | ${r.revocationAckMs.toFixed(0)} ms |`,
+      `| openssl crl -CAfile … verifies it | ${r.opensslVerified ? 'yes' : 'NO'} |`,
+    ].join('\n'),
+  );
+  await mkdir('bench-results', { recursive: true });
+  const file = `bench-results/crl-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
+  await writeFile(file, JSON.stringify(r, null, 2));
   console.log(`\nwritten to ${file}`);
 }
 
