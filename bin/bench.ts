@@ -208,10 +208,15 @@ async function main(): Promise<void> {
     await rm(fleet.dataDir, { recursive: true, force: true });
   }
   console.log(table(rounds, s));
+  await writeResults('bench', { settings: s, rounds }, 'rounds written to');
+}
+
+/** Writes a run's figures to bench-results/<kind>-<time>.json and says where. */
+async function writeResults(kind: string, figures: unknown, what: string): Promise<void> {
   await mkdir('bench-results', { recursive: true });
-  const file = `bench-results/bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
-  await writeFile(file, JSON.stringify({ settings: s, rounds }, null, 2));
-  console.log(`\nrounds written to ${file}`);
+  const file = `bench-results/${kind}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
+  await writeFile(file, JSON.stringify(figures, null, 2));
+  console.log(`\n${what} ${file}`);
 }
 
 async function registryMain(quick: boolean): Promise<void> {
@@ -238,10 +243,7 @@ async function registryMain(quick: boolean): Promise<void> {
       `| cascade revoke: request → last of ${results.cascadeSessionsClosed} live sessions closed | ${f('cascadeLastSessionClosedMs', 0)} ms |`,
     ].join('\n'),
   );
-  await mkdir('bench-results', { recursive: true });
-  const file = `bench-results/registry-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
-  await writeFile(file, JSON.stringify(results, null, 2));
-  console.log(`\nwritten to ${file}`);
+  await writeResults('registry', results, 'written to');
 }
 
 async function crlMain(entries: number): Promise<void> {
@@ -257,10 +259,7 @@ async function crlMain(entries: number): Promise<void> {
       `| openssl crl -CAfile … verifies it | ${r.opensslVerified ? 'yes' : 'NO'} |`,
     ].join('\n'),
   );
-  await mkdir('bench-results', { recursive: true });
-  const file = `bench-results/crl-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
-  await writeFile(file, JSON.stringify(r, null, 2));
-  console.log(`\nwritten to ${file}`);
+  await writeResults('crl', r, 'written to');
 }
 
 async function batchMain(lines: number): Promise<void> {
@@ -280,10 +279,7 @@ async function batchMain(lines: number): Promise<void> {
       row('same Idempotency-Key again: every line replayed', replay),
     ].join('\n'),
   );
-  await mkdir('bench-results', { recursive: true });
-  const file = `bench-results/batch-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
-  await writeFile(file, JSON.stringify({ lines, mint, replay }, null, 2));
-  console.log(`\nwritten to ${file}`);
+  await writeResults('batch', { lines, mint, replay }, 'written to');
 }
 
 await main();

@@ -7,6 +7,7 @@ import type { Clock } from '../registry/clock.js';
 import type { RegistryEvent } from '../registry/events.js';
 import type { SerialHex } from '../registry/ids.js';
 import { coalesced } from './coalesce.js';
+import { toPem } from './pki/pem.js';
 import type { CaKeyring } from './pki/keyring.js';
 import type { CaSigner } from './pki/signer.js';
 
@@ -30,8 +31,7 @@ const REASON_CODES: Record<string, number> = {
 
 /** PEM with the label OpenSSL and Node read (`X509 CRL`), not the library's `CRL`. */
 export function crlToPem(der: Buffer): string {
-  const body = der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
-  return `-----BEGIN X509 CRL-----\n${body}\n-----END X509 CRL-----\n`;
+  return toPem('X509 CRL', der);
 }
 
 export class CrlPublisher {

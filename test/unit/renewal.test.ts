@@ -8,9 +8,10 @@ import type { CodedError } from '../../registry/errors.js';
 import { InProcessEventBus, type RegistryEvent } from '../../registry/events.js';
 import type { DeviceId, Fingerprint, SerialHex } from '../../registry/ids.js';
 import type { NewCertificate } from '../../registry/lifecycle.js';
-import type { CaPolicy, CaRecord, CertificateRecord, Device } from '../../registry/model.js';
+import type { CaPolicy, CertificateRecord, Device } from '../../registry/model.js';
 import { DEFAULT_CA_POLICY } from '../../registry/policies.js';
 import { Registry } from '../../registry/registry.js';
+import { testCa as ca } from '../support/records.js';
 import { BACKENDS, type OpenedStore } from '../support/stores.js';
 
 const HOUR = 60 * 60 * 1000;
@@ -34,22 +35,6 @@ function newCertificate(deviceId: string, extra: Partial<NewCertificate> = {}): 
   };
 }
 
-function ca(id: string, parentId?: string): CaRecord {
-  return {
-    id,
-    name: id,
-    parentId,
-    subject: `CN=${id}`,
-    serial: (0x40000 + ++n).toString(16) as SerialHex,
-    keyId: `key-${id}`,
-    pem: `-----BEGIN CERTIFICATE-----\n${id}\n-----END CERTIFICATE-----`,
-    notBefore: new Date('2026-01-01'),
-    notAfter: new Date('2036-01-01'),
-    status: 'ACTIVE',
-    external: false,
-    createdAt: new Date('2026-01-01'),
-  };
-}
 
 const codeOf = (error: CodedError | undefined) => error?.code ?? 'ok';
 

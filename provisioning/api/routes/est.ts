@@ -5,10 +5,10 @@
 // provisioner role, for the device the CSR's CN names (registered if new); re-enrollment is
 // the device's own, with its current certificate, under the renewal rules. As everywhere
 // here, the certificate names the registry's device, whatever else the CSR says.
-import { X509Certificate } from 'node:crypto';
 import type { FastifyInstance, RawServerBase } from 'fastify';
 import { isDeviceId } from '../../../registry/ids.js';
 import { CsrError } from '../../pki/csr.js';
+import { base64Lines, certificatesIn, derOf, toPem } from '../../pki/pem.js';
 import { certsOnly } from '../../pki/pkcs7.js';
 import { x509 } from '../../pki/x509.js';
 import type { Enrollment } from '../../service.js';
@@ -26,12 +26,9 @@ function csrPemOf(request: { headers: { 'content-type'?: string }; body: unknown
   const base64 = text.replace(/-----(BEGIN|END) (NEW )?CERTIFICATE REQUEST-----/g, '').replace(/\s+/g, '');
   if (base64 === '' || !/^[A-Za-z0-9+/]+={0,2}$/.test(base64)) throw new CsrError('csr_malformed', 'the body is not base64 DER PKCS#10');
   const der = Buffer.from(base64, 'base64');
-  return { pem: `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`, der };
+  return { pem: toPem('CERTIFICATE REQUEST', der), der };
 }
 
-const base64Lines = (der: Buffer) => `${der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '')}\n`;
-const derOf = (pem: string) => Buffer.from(new X509Certificate(pem).raw);
-const certificatesIn = (pem: string) => pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
 
 const CACERTS_TYPE = 'application/pkcs7-mime';
 const ISSUED_TYPE = 'application/pkcs7-mime; smime-type=certs-only';

@@ -2,19 +2,16 @@
 // makes the device's key, certifies it, and returns it this once, encrypted with the
 // caller's passphrase — PKCS#8 PEM, or PKCS#12 with the certificate and chain. The key is
 // not stored and not logged (Fastify logs no bodies, and nothing here does).
-import { X509Certificate } from 'node:crypto';
 import type { FastifyInstance, RawServerBase } from 'fastify';
 import type { DeviceId } from '../../../registry/ids.js';
 import { encryptedPkcs8Pem, pkcs12 } from '../../pki/key-export.js';
+import { certificatesIn, derOf } from '../../pki/pem.js';
 import { KEY_GENERATORS, access } from '../access.js';
 import type { ApiDeps } from '../context.js';
 import { bodies, params } from '../schemas.js';
 import { enrollmentJson } from '../views.js';
 
 type KeyRequest = { Params: { deviceId: string }; Body: { format: 'pkcs8' | 'pkcs12'; passphrase: string; ca?: string } };
-
-const derOf = (pem: string) => Buffer.from(new X509Certificate(pem).raw);
-const certificatesIn = (pem: string) => pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
 
 export function keyRoutes<S extends RawServerBase>(app: FastifyInstance<S>, deps: ApiDeps): void {
   app.post<KeyRequest>('/v1/devices/:deviceId/keys', { schema: { params: params.device, body: bodies.generateKey }, ...access(KEY_GENERATORS) }, async (request, reply) => {
