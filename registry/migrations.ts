@@ -165,7 +165,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         }
       },
     },
-    '002_stations': {
+    '003_stations': {
       async up(db: Kysely<unknown>) {
         await db.schema
           .createTable('stations')
@@ -188,7 +188,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await sql`UPDATE operators SET roles = '["admin"]' WHERE roles NOT LIKE '["%'`.execute(db);
       },
     },
-    '003_renewal': {
+    '004_renewal': {
       async up(db: Kysely<unknown>) {
         await db.schema.alterTable('certificates').addColumn('renewed_from', 'text').execute();
         await db.schema.alterTable('certificates').addColumn('predecessor_retires_at', 'bigint').execute();
@@ -201,7 +201,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
-    '004_batches': {
+    '005_batches': {
       async up(db: Kysely<unknown>) {
         await db.schema
           .createTable('batch_lines')
