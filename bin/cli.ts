@@ -2,13 +2,20 @@
 // part that does the work, and failures end with a message and a non-zero exit code.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeSecretFile } from '../provisioning/pki/keys.js';
+import { CaKeyring } from '../provisioning/pki/keyring.js';
+import { createStation } from '../provisioning/stations.js';
 import { systemClock } from '../registry/clock.js';
+import { CodedError } from '../registry/errors.js';
 import { InProcessEventBus } from '../registry/events.js';
 import { openStore } from '../registry/open.js';
 import { BusUnavailableError, NodeNameInUseError } from '../registry/redis-bus.js';
 import { Registry } from '../registry/registry.js';
 import { formatReport } from '../registry/reports.js';
 import { pemDirectory, trustBundles } from '../provisioning/trust.js';
+import { ALL_ROLES, assignable, isRole, type Role } from '../registry/roles.js';
 import { dataLayout, DataDirError, initDataDir, recordInitialState } from './data-dir.js';
 import { trustDir } from './reload.js';
 import { DEFAULT_BREAK_GLASS_MAX_MS, DEFAULT_BROKER_OPTIONS, defaultNodeName, startService } from './service.js';
@@ -26,7 +33,9 @@ const USAGE = `usage:
                [--address-connect-rate 200] [--address-connect-burst 400]
                [--tls-session-tickets] [--break-glass-max 14400]
   fleet report [--data DIR] [--database postgres://…] [--days 30] [--json]
-  fleet operator add NAME [--data DIR] [--database postgres://…]
+  fleet operator add NAME [--role operator]… [--data DIR] [--database postgres://…]
+  fleet station add NAME [--role provisioner]… [--days 365] [--public-url URL]
+              [--data DIR] [--database postgres://…]
   fleet diagnose CERT.pem [--client-id ID] [--key KEY.pem] [--data DIR] [--database URL]
   fleet sim   [--scenario storm|telemetry|rotation|revocation|churn] [--devices N]
               [--rate MSG_PER_S] [--duration S] [--qos 0|1] [--concurrency N] [--revoke K]
@@ -54,8 +63,13 @@ const USAGE = `usage:
          Redis for an offline device
   report the fleet report: expiring and old certificates, active certificates under a
          revoked or expired CA, shared certificates and conflicting client ids
-  operator add  create an operator with an API token of its own (printed once); a
+  operator add  create an operator with an API token of its own (printed once) and its
+         roles (admin, operator, provisioner, keygen, auditor; default operator); a
          break-glass grant needs a second operator to approve it
+  station add  create a factory station: a key and a client certificate of its own,
+         written to DIR/stations/NAME.key (mode 0600) and NAME.pem, with its roles
+         (provisioner, keygen, auditor; default provisioner); it calls the API over
+         mutual TLS. --public-url is the API URL its CRL distribution point names
   diagnose  walk the broker's admission checks offline for a certificate, printing each
          step's verdict and ending with the one that decides
   sim    run a load scenario with N virtual devices that enroll through the API and
@@ -235,12 +249,54 @@ async function withRegistry<T>(data: string, database: string | undefined, work:
   }
 }
 
+const NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
+const CLI_ACTOR = { kind: 'system', id: 'cli' } as const;
+
+/** Roles given on the command line, checked against the table for this kind of holder. */
+function rolesOf(given: string[] | undefined, fallback: Role, holder: 'operator' | 'station'): string[] {
+  const roles = given && given.length > 0 ? [...new Set(given)] : [fallback];
+  const bad = roles.filter((r) => !isRole(r) || !assignable(r, holder));
+  if (bad.length > 0) throw new UsageError(`not a ${holder} role: ${bad.join(', ')} (${holder}s may have: ${ALL_ROLES.filter((r) => assignable(r, holder)).join(', ')})`);
+  return roles;
+}
+
 async function operator(args: string[]): Promise<number> {
   const [action, name, ...rest] = args;
-  if (action !== 'add' || !name || !/^[A-Za-z0-9._-]{1,64}$/.test(name)) throw new UsageError('fleet operator add NAME (1–64 characters of A–Z, a–z, 0–9, ".", "_", "-")');
-  const values = parse(rest, { data: { type: 'string', default: './data' }, database: { type: 'string' } });
-  const { token } = await withRegistry(values.data, values.database, (registry) => registry.operators.add(name, ['admin'], { kind: 'system', id: 'cli' }));
-  console.log(`operator ${name} created; its token (shown once, keep it secret):\n${token}`);
+  if (action !== 'add' || !name || !NAME_RE.test(name)) throw new UsageError('fleet operator add NAME (1–64 characters of A–Z, a–z, 0–9, ".", "_", "-")');
+  const values = parse(rest, { data: { type: 'string', default: './data' }, database: { type: 'string' }, role: { type: 'string', multiple: true } });
+  const roles = rolesOf(values.role, 'operator', 'operator');
+  const { token } = await withRegistry(values.data, values.database, (registry) => registry.operators.add(name, roles, CLI_ACTOR));
+  console.log(`operator ${name} created with roles ${roles.join(', ')}; its token (shown once, keep it secret):\n${token}`);
+  return 0;
+}
+
+async function station(args: string[]): Promise<number> {
+  const [action, name, ...rest] = args;
+  if (action !== 'add' || !name || !NAME_RE.test(name)) throw new UsageError('fleet station add NAME (1–64 characters of A–Z, a–z, 0–9, ".", "_", "-")');
+  const values = parse(rest, {
+    data: { type: 'string', default: './data' },
+    database: { type: 'string' },
+    role: { type: 'string', multiple: true },
+    days: { type: 'string', default: '365' },
+    'public-url': { type: 'string', default: 'https://localhost:8443' },
+  });
+  const roles = rolesOf(values.role, 'provisioner', 'station');
+  const days = positive(values.days, 365, '--days');
+  const files = await withRegistry(values.data, values.database, async (registry, layout) => {
+    const dir = join(layout.dir, 'stations');
+    const paths = { key: join(dir, `${name}.key`), cert: join(dir, `${name}.pem`) };
+    if (existsSync(paths.key) || existsSync(paths.cert)) throw new DataDirError(`${paths.key} or ${paths.cert} exists already; refusing to overwrite`);
+    const keyring = await CaKeyring.load(layout.pki, await registry.authorities.list());
+    const created = await createStation({ name, roles, lifetimeMs: days * 86_400_000, publicUrl: values['public-url'] }, { registry, keyring, clock: systemClock }, CLI_ACTOR);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeSecretFile(paths.key, created.keyPem);
+    await writeSecretFile(paths.cert, created.certificatePem);
+    return { ...paths, serial: created.station.serial, notAfter: created.station.notAfter };
+  });
+  console.log(`station ${name} created with roles ${roles.join(', ')}
+  key          ${files.key} (mode 0600)
+  certificate  ${files.cert}
+  serial       ${files.serial}, valid until ${files.notAfter.toISOString()}`);
   return 0;
 }
 
@@ -300,6 +356,8 @@ export async function main(argv: string[]): Promise<number> {
         return await report(args);
       case 'operator':
         return await operator(args);
+      case 'station':
+        return await station(args);
       case 'diagnose':
         return await diagnose(args);
       case undefined:
@@ -318,6 +376,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (error instanceof DataDirError || error instanceof NodeNameInUseError || error instanceof BusUnavailableError) {
       console.error(`fleet: ${error.message}`);
+      return 1;
+    }
+    if (error instanceof CodedError) {
+      console.error(`fleet: ${error.code}: ${error.message}`);
       return 1;
     }
     const problem = environmentProblem(error);

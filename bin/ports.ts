@@ -2,8 +2,12 @@
 import type { BrokerRegistry } from '../broker/broker.js';
 import type { ClaimPort } from '../broker/fleet-topics/claim.js';
 import type { ClaimProvisioning } from '../provisioning/claims/service.js';
+import type { RenewalPort } from '../broker/fleet-topics/renew.js';
+import { enrollmentJson } from '../provisioning/api/views.js';
+import type { Provisioning } from '../provisioning/service.js';
+import { CodedError } from '../registry/errors.js';
 import { Batcher } from '../registry/batcher.js';
-import type { DeviceId, Fingerprint } from '../registry/ids.js';
+import type { DeviceId, Fingerprint, SerialHex } from '../registry/ids.js';
 import type { CrlRevocations } from '../provisioning/crl-import.js';
 import type { Registry } from '../registry/registry.js';
 
@@ -28,6 +32,27 @@ export function brokerRegistry(registry: Registry, brokerId: string, crls: CrlRe
     activeGrants: () => registry.grants.active(),
     grant: (id) => registry.grants.get(id),
     recordGrantUse: (grant, details) => registry.grants.recordUse(grant, details, actor),
+    renewalSeen: async (serial) => {
+      await registry.lifecycle.retirePredecessor(serial as SerialHex, 'seen', actor);
+    },
+  };
+}
+
+/** Renewal over a device's MQTT session, served by provisioning; refusals keep their codes. */
+export function renewalPort(registry: Registry, provisioning: Provisioning): RenewalPort {
+  return {
+    async renew(fingerprint, csrPem) {
+      try {
+        const current = await registry.lifecycle.certificateByFingerprint(fingerprint);
+        if (!current) return { ok: false, code: 'client_certificate_unregistered', message: 'the session’s certificate is not in the registry' };
+        const renewed = await provisioning.renew(current.serial, csrPem, { kind: 'device', id: current.deviceId });
+        return { ok: true, certificate: enrollmentJson(renewed) };
+      } catch (error) {
+        if (!(error instanceof CodedError)) throw error;
+        const { code, message } = error as CodedError<string>;
+        return { ok: false, code, message };
+      }
+    },
   };
 }
 

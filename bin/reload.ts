@@ -27,8 +27,8 @@ export interface ReloadTargets {
   broker: DeviceBroker;
   registry: Registry;
   crlRevocations: CrlRevocations;
-  /** Where the API's TLS context is replaced (its server certificate is the broker's). */
-  apiSecureContext: (credentials: { key: string; cert: string }) => void;
+  /** The API's TLS context: its server certificate is the broker's, its client trust the broker's too. */
+  api: { setTrust(caPem: string): void; setServerCredentials(credentials: { key: string; cert: string }): void };
   log: Logger;
 }
 
@@ -45,6 +45,7 @@ export class Reloader {
     await this.t.trust.refresh();
     const pem = this.t.trust.bundles.clientTrustPem;
     this.t.listener.setTrust(pem);
+    this.t.api.setTrust(pem);
     const closed = this.t.broker.trustChanged(pem);
     const trustedCas = (pem.match(/BEGIN CERTIFICATE/g) ?? []).length;
     this.t.log.info({ event: 'trust_reloaded', trustedCas, sessionsClosed: closed.length }, 'trust bundle reloaded');
@@ -60,7 +61,7 @@ export class Reloader {
     if (!certificate.publicKey.export({ type: 'spki', format: 'der' }).equals(fromKey)) throw new Error('server.key does not match server.pem; kept the current pair');
     const served = withIntermediates(cert, this.t.trust.bundles.caBundlePem);
     this.t.listener.setServerCredentials({ key, cert: served });
-    this.t.apiSecureContext({ key, cert: served });
+    this.t.api.setServerCredentials({ key, cert: served });
     this.t.log.info({ event: 'server_certificate_reloaded', serial: certificate.serialNumber, notAfter: certificate.validTo }, 'server certificate reloaded');
     return { serial: certificate.serialNumber.toLowerCase(), notAfter: new Date(certificate.validTo).toISOString() };
   }

@@ -7,7 +7,7 @@ import { Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client'
 import { DeviceBroker, type BrokerOptions } from '../broker/broker.js';
 import { DEFAULT_SHARED_STATE_LIMITS, redisMqttState, type SharedMqttState, type SharedStateLimits } from '../broker/cluster.js';
 import { listenMutualTls } from '../broker/listener.js';
-import { buildApi } from '../provisioning/api/app.js';
+import { apiTlsContext, buildApi } from '../provisioning/api/app.js';
 import { CrlRevocations } from '../provisioning/crl-import.js';
 import { Crls } from '../provisioning/crl.js';
 import { loadServerCredentials, reissueServerCertificate, serverIssuedBy } from '../provisioning/pki/hierarchy.js';
@@ -24,10 +24,12 @@ import { openStore } from '../registry/open.js';
 import { DEFAULT_REDIS_BUS_OPTIONS, RedisEventBus, type RedisBusOptions } from '../registry/redis-bus.js';
 import { Registry } from '../registry/registry.js';
 import { dataLayout, initDataDir, recordInitialState } from './data-dir.js';
-import { brokerRegistry, claimPort } from './ports.js';
+import { brokerRegistry, claimPort, renewalPort } from './ports.js';
 import { Reloader, trustDir } from './reload.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+/** How often renewals past their grace period are looked for (grace periods are a minute or more). */
+const RENEWAL_SWEEP_MS = 30_000;
 
 export interface ServiceOptions {
   dataDir: string;
@@ -147,10 +149,8 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     const graph = await FleetGraph.build(store);
     bus.subscribe((event) => graph.apply(event));
 
-    const provisioning = new Provisioning(
-      { certificateLifetimeMs: options.certificateLifetimeMs ?? 30 * DAY_MS, backdateMs: 60_000, publicUrl },
-      { registry, keyring, issuing: rotator, clock, log },
-    );
+    const certificateLifetimeMs = options.certificateLifetimeMs ?? 30 * DAY_MS;
+    const provisioning = new Provisioning({ certificateLifetimeMs, backdateMs: 60_000, publicUrl }, { registry, keyring, issuing: rotator, clock, log });
     const claims = new ClaimProvisioning({ registry, provisioning, clock, log });
 
     const crlRevocations = new CrlRevocations();
@@ -162,6 +162,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       log,
       metrics,
       claims: claimPort(registry, claims),
+      renewal: renewalPort(registry, provisioning),
       sharedState: cluster?.state,
     });
     teardown.push(async () => {
@@ -195,7 +196,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       broker,
       registry,
       crlRevocations,
-      apiSecureContext: ({ key, cert }) => api.server.setSecureContext({ key, cert, minVersion: 'TLSv1.2' }),
+      api: { setTrust: (ca) => apiTls.setTrust(ca), setServerCredentials: (credentials) => apiTls.setServerCredentials(credentials) },
       log,
     });
     teardown.push(() => reloader.stop());
@@ -226,8 +227,11 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       }
       return { ready: true };
     };
+    // The API asks callers for a client certificate (stations, devices renewing), trusted as
+    // the broker trusts devices.
+    const apiTlsMaterial = { key: server.keyPem, cert: servedCert, ca: trust.bundles.clientTrustPem };
     const api = await buildApi(
-      { tls: { key: server.keyPem, cert: servedCert } },
+      { tls: apiTlsMaterial },
       {
         provisioning,
         claims,
@@ -243,10 +247,14 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         reload: () => reloader.reloadAll(),
         rotation: rotator,
         breakGlassMaxMs: options.breakGlassMaxMs ?? DEFAULT_BREAK_GLASS_MAX_MS,
+        renewalWindowMs: async (caId) => (await provisioning.policyOf(caId)).renewalWindowMs,
+        defaultCertificateLifetimeMs: certificateLifetimeMs,
+        clock,
         log,
       },
     );
     teardown.push(() => api.close());
+    const apiTls = apiTlsContext(api, apiTlsMaterial);
 
     bus.subscribe(async (event) => {
       if (event.type !== 'ca.created' && event.type !== 'ca.status') return;
@@ -275,6 +283,12 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     const expiringTimer = setInterval(() => void refreshExpiring(), 60_000);
     expiringTimer.unref();
     teardown.push(() => clearInterval(expiringTimer));
+    // Renewals whose successor was never seen: their predecessors retire when the grace ends.
+    const retireOverdue = () =>
+      registry.lifecycle.retireOverdue({ kind: 'system', id: 'renewal' }, clock()).catch((err: unknown) => log.error({ err, event: 'renewal_sweep_failed' }, 'overdue renewals not settled'));
+    const renewalTimer = setInterval(() => void retireOverdue(), RENEWAL_SWEEP_MS);
+    renewalTimer.unref();
+    teardown.push(() => clearInterval(renewalTimer));
 
     await api.listen({ host: options.host, port: options.apiPort });
     apiPort = (api.server.address() as { port: number }).port;

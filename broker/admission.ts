@@ -2,6 +2,7 @@
 // Aedes). The first check that refuses decides; its reason is the one reported. `fleet
 // diagnose` walks the same list offline.
 import type { Clock } from '../registry/clock.js';
+import { chainReason, recordChecks, validityProblem, type Problem } from '../registry/certificate-checks.js';
 import type { AdmissionRecord } from '../registry/model.js';
 import type { PeerCertificateFacts, PeerFacts } from './peer.js';
 import type { Reason } from './reasons.js';
@@ -44,27 +45,7 @@ export type Check = { name: string; run(ctx: CheckContext, deps: CheckDeps): Ref
 
 const refuse = (reason: Reason, detail?: string): Refused => ({ ok: false, reason, detail });
 
-// OpenSSL verification errors (X509_V_ERR_*) as Node names them, mapped to our reasons.
-const CHAIN_ERRORS: Record<string, Reason> = {
-  CERT_HAS_EXPIRED: 'certificate_expired',
-  CERT_NOT_YET_VALID: 'certificate_not_yet_valid',
-  INVALID_PURPOSE: 'wrong_key_usage',
-  UNABLE_TO_GET_ISSUER_CERT: 'unknown_issuer',
-  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'unknown_issuer',
-  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'unknown_issuer',
-  SELF_SIGNED_CERT_IN_CHAIN: 'unknown_issuer',
-  DEPTH_ZERO_SELF_SIGNED_CERT: 'unknown_issuer',
-  CERT_REVOKED: 'certificate_revoked',
-};
-
-/** The reason for an OpenSSL chain error on a certificate with this issuer. */
-export function chainReason(chainError: string, issuer: string, knownIssuer?: (issuer: string) => boolean): Reason {
-  const reason = CHAIN_ERRORS[chainError] ?? 'certificate_invalid';
-  // The issuer is a CA this fleet knows, yet the chain did not verify: a link is missing
-  // (an intermediate the device should send, or one this broker does not trust yet).
-  if (reason === 'unknown_issuer' && chainError !== 'DEPTH_ZERO_SELF_SIGNED_CERT' && knownIssuer?.(issuer)) return 'chain_incomplete';
-  return reason;
-}
+const refusal = (p: Problem | undefined): Refused | undefined => (p ? refuse(p.reason, p.detail) : undefined);
 
 export const chainVerified: Check = {
   name: 'chain verified by TLS',
@@ -72,15 +53,10 @@ export const chainVerified: Check = {
 };
 
 export const withinValidity: Check = {
-  // RFC 5280 §4.1.2.5: valid from notBefore through notAfter, both inclusive. Checked
-  // again on our own clock, which also covers a resumed TLS session.
+  // RFC 5280 §4.1.2.5 (see registry/certificate-checks.ts), on our own clock, which also
+  // covers a resumed TLS session.
   name: 'within validity',
-  run: ({ certificate: c }, { now }) => {
-    const t = now().getTime();
-    if (t < c.notBefore.getTime()) return refuse('certificate_not_yet_valid', c.notBefore.toISOString());
-    if (t > c.notAfter.getTime()) return refuse('certificate_expired', c.notAfter.toISOString());
-    return undefined;
-  },
+  run: ({ certificate }, { now }) => refusal(validityProblem(certificate, now())),
 };
 
 /** Runs checks in order; the first refusal decides (unless it is the one waived). */
@@ -107,14 +83,6 @@ export const connectChecks: readonly Check[] = [
   },
 ];
 
-/** The registry's checks, in order, over what it says of the certificate. */
-const registryChecks: readonly ((record: AdmissionRecord, certificate: PeerCertificateFacts) => Refused | undefined)[] = [
-  (r) => (r.certificateStatus === 'REVOKED' ? refuse('certificate_revoked') : undefined),
-  (r) => (r.certificateStatus !== 'ACTIVE' ? refuse('certificate_inactive', r.certificateStatus) : undefined),
-  (r) => (r.deviceStatus !== 'ACTIVE' ? refuse('device_disabled', r.deviceStatus) : undefined),
-  (r, c) => (r.deviceId !== c.commonName ? refuse('client_id_mismatch', 'certificate CN differs from its registry device') : undefined),
-];
-
 /** The registry's word, checked last because it is the only check that may wait on I/O. */
 export function registryVerdict(standing: Standing, certificate: PeerCertificateFacts, waive?: Reason): Verdict {
   if (standing.kind === 'revoked') return refuse('certificate_revoked', 'listed by its CA’s CRL');
@@ -122,8 +90,8 @@ export function registryVerdict(standing: Standing, certificate: PeerCertificate
     // Nothing more to check without a record; only a grant pinned to this certificate gets here.
     return waive === 'unregistered_certificate' ? { ok: true, deviceId: certificate.commonName ?? '', waived: waive } : refuse('unregistered_certificate');
   }
-  for (const check of registryChecks) {
-    const refused = check(standing.record, certificate);
+  for (const check of recordChecks) {
+    const refused = refusal(check(standing.record, certificate));
     if (refused && refused.reason !== waive) return refused;
   }
   return { ok: true, deviceId: standing.record.deviceId, record: standing.record, ...(waive ? { waived: waive } : {}) };

@@ -15,6 +15,7 @@ import { AccessCache, AccessPolicy, type AccessSource } from './access.js';
 import { coalesceWrites } from './coalesce-writes.js';
 import { decideAdmission, registryVerdict, type AdmissionOptions, type Standing, type Verdict } from './admission.js';
 import { GrantBook } from './break-glass.js';
+import { RenewTopic, type RenewalPort } from './fleet-topics/renew.js';
 import { EnforcementState } from './enforcement.js';
 import { ClaimTopics, type ClaimPort } from './fleet-topics/claim.js';
 import { JustInTime, type JitRegistry } from './jit.js';
@@ -51,6 +52,8 @@ export interface BrokerRegistry extends AdmissionSource, AccessSource, JitRegist
   activeGrants(): Promise<Grant[]>;
   grant(id: string): Promise<Grant>;
   recordGrantUse(grant: Grant, details: { fingerprint: string; peer: string }): Promise<void>;
+  /** A renewed certificate was seen on a connection: the certificate it renewed may retire. */
+  renewalSeen?(serial: string): Promise<void>;
 }
 
 export interface BrokerDeps {
@@ -63,6 +66,8 @@ export interface BrokerDeps {
   monotonicMs?: () => number;
   /** Fleet provisioning by claim; without it claim certificates are refused. */
   claims?: ClaimPort;
+  /** Serves $fleet/certificates/renew/json; without it the topic is like any other a device may not use. */
+  renewal?: RenewalPort;
   /** MQTT state shared with other nodes (broker/cluster.ts); in this process's memory when absent. */
   sharedState?: { mq: unknown; persistence: unknown };
 }
@@ -78,6 +83,8 @@ interface Connection {
   pacer?: PublishPacer;
   /** Why the connection ended, when the broker knows better than "closed". */
   endReason?: string;
+  /** The serial of a renewed certificate whose predecessor retires once this connection is ready. */
+  retiresPredecessorOf?: string;
 }
 
 // Aedes' own errors carry no codes; these messages are the ones that end a connection
@@ -105,6 +112,7 @@ export class DeviceBroker {
   readonly #lastSightings = new Map<string, number>();
   /** Registry events may have been missed (cut off from the cluster's bus): read, do not trust caches. */
   #unsure = false;
+  readonly #renew?: RenewTopic;
   #aedes!: Aedes;
 
   private constructor(
@@ -118,6 +126,7 @@ export class DeviceBroker {
     this.#claims = new ClaimTopics({ port: deps.claims, log: deps.log, clock: deps.clock, monotonicMs: this.#now, metrics: deps.metrics });
     this.abuse = new AbuseControl(options.abuse, this.#now);
     this.#telemetry = new BrokerTelemetry(deps.log, deps.metrics);
+    if (deps.renewal) this.#renew = new RenewTopic(deps.renewal, deps.log);
     this.#unsubscribe = deps.events.subscribe((event) => this.#onRegistryEvent(event));
   }
 
@@ -266,8 +275,13 @@ export class DeviceBroker {
       },
       authorizePublish: (client, packet, done) => this.#authorizePublish(client, packet, done),
       authorizeSubscribe: (client, subscription, done) => this.#authorizeSubscribe(client, subscription, done),
-      // Only '$' topics need a look: claim topics are never routed (see fleet-topics/claim.ts).
-      authorizeForward: (client, packet) => (packet.topic.charCodeAt(0) !== 0x24 || this.#claims.mayForward(client, packet) ? packet : null),
+      // Only '$' topics need a look: requests of the fleet's own topics reach no subscriber,
+      // and their replies only the session that asked (fleet-topics/).
+      authorizeForward: (client, packet) => {
+        if (packet.topic.charCodeAt(0) !== 0x24) return packet;
+        if (!this.#claims.mayForward(client, packet)) return null;
+        return this.#renew ? this.#renew.forward(client, packet) : packet;
+      },
     };
     this.#aedes = await Aedes.createBroker(options);
     this.#aedes.on('clientReady', (client) => this.#onReady(client));
@@ -331,6 +345,7 @@ export class DeviceBroker {
     peer.der = undefined; // only registration needed it
     if (verdict.ok && session.doomed) verdict = { ok: false, reason: session.doomed.reason, detail: 'status changed during admission' };
     if (verdict.ok && verdict.deviceId !== session.deviceId) this.sessions.rename(session, verdict.deviceId);
+    if (verdict.ok && verdict.record?.renewalPending) connection.retiresPredecessorOf = verdict.record.serial;
     if (verdict.ok && !session.claim) {
       session.policy = await this.#policyOf(session.deviceId);
       // A will is a publish the broker will make on the device's behalf: the same policy applies.
@@ -477,6 +492,8 @@ export class DeviceBroker {
     }
     this.sessions.markReady(session);
     this.#telemetry.connectedDevices(this.sessions.readyCount);
+    const renewed = this.#connections.get(client.conn)?.retiresPredecessorOf;
+    if (renewed) this.deps.registry.renewalSeen?.(renewed).catch((err: unknown) => this.deps.log.error({ err, serial: renewed }, 'renewal not settled; its grace period will'));
     if (!session.claim) this.#presence('connected', session, { serial: session.serial || undefined, peer: session.peer, monitored: session.monitored, grant: session.grant?.id });
   }
 
@@ -506,6 +523,11 @@ export class DeviceBroker {
     if (!connection || !session) return done(new Refusal('certificate_invalid', { detail: 'publish without an admitted session' }));
     if (session.doomed) return done(new Refusal(session.doomed.reason, this.#facts(connection, client.id)));
     if (session.claim) return this.#claims.authorizePublish(client, session.claim, packet, (reason, extra) => this.#refuse(reason, connection, client.id, extra), done);
+    if (this.#renew?.isRequest(packet.topic)) {
+      packet.retain = false; // a request is served, never stored
+      void this.#renew.request(client, session, packet.payload as Buffer);
+      return done(null);
+    }
     if (!session.policy.mayPublish(packet.topic)) {
       if (this.#monitored(session, 'topic_denied')) this.#wouldRefuse('topic_denied', connection, client.id, { topic: packet.topic });
       // MQTT 3.1.1 has no negative PUBACK: an unauthorized PUBLISH closes the connection.
@@ -532,6 +554,10 @@ export class DeviceBroker {
     if (!held.has(subscription.topic) && held.size >= this.options.maxSubscriptions) {
       this.#refuse('too_many_subscriptions', connection, client.id, { topic: subscription.topic, detail: `${held.size} held` });
       return done(null, null);
+    }
+    if (!session.claim && this.#renew?.isReply(subscription.topic)) {
+      held.add(subscription.topic);
+      return done(null, subscription);
     }
     if (session.claim ? !this.#claims.maySubscribe(subscription.topic) : !session.policy.maySubscribe(subscription.topic)) {
       if (session.claim || !this.#monitored(session, 'topic_denied')) {

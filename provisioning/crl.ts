@@ -7,6 +7,7 @@ import type { Clock } from '../registry/clock.js';
 import type { RegistryEvent } from '../registry/events.js';
 import type { SerialHex } from '../registry/ids.js';
 import { coalesced } from './coalesce.js';
+import { toPem } from './pki/pem.js';
 import type { CaKeyring } from './pki/keyring.js';
 import type { CaSigner } from './pki/signer.js';
 
@@ -30,8 +31,7 @@ const REASON_CODES: Record<string, number> = {
 
 /** PEM with the label OpenSSL and Node read (`X509 CRL`), not the library's `CRL`. */
 export function crlToPem(der: Buffer): string {
-  const body = der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
-  return `-----BEGIN X509 CRL-----\n${body}\n-----END X509 CRL-----\n`;
+  return toPem('X509 CRL', der);
 }
 
 export class CrlPublisher {
@@ -143,7 +143,7 @@ export class Crls {
   /** An event handler: the returned promise settles once the affected CRLs are rebuilt. */
   async apply(event: RegistryEvent): Promise<void> {
     let caId: string | undefined;
-    if ((event.type === 'certificate.status' || event.type === 'claim_batch.status') && event.status === 'REVOKED') caId = event.caId;
+    if ((event.type === 'certificate.status' || event.type === 'claim_batch.status' || event.type === 'station.status') && event.status === 'REVOKED') caId = event.caId;
     else if (event.type === 'ca.status' && event.status === 'REVOKED') caId = await this.parentOf(event.caId);
     else if (event.type === 'ca.created') return this.ensure(event.caId);
     const publisher = caId === undefined ? undefined : this.#publishers.get(caId);

@@ -122,11 +122,16 @@ export class Authorities {
     });
   }
 
-  /** What a CA's CRL lists: its revoked certificates, claim certificates and sub-CAs. */
+  /** What a CA's CRL lists: its revoked certificates, stations, claim certificates and sub-CAs. */
   async crlEntries(caId: string): Promise<{ serial: SerialHex; revokedAt: Date; revocationReason?: string }[]> {
     const now = this.clock();
-    const [certificates, cas, claims] = await Promise.all([this.store.certificates.revokedUnder(caId, now), this.store.cas.revokedChildren(caId, now), this.store.claims.revokedUnder(caId, now)]);
-    return [...cas, ...claims, ...certificates];
+    const [certificates, stations, claims, cas] = await Promise.all([
+      this.store.certificates.revokedUnder(caId, now),
+      this.store.stations.revokedUnder(caId, now),
+      this.store.claims.revokedUnder(caId, now),
+      this.store.cas.revokedChildren(caId, now),
+    ]);
+    return [...cas, ...stations, ...claims, ...certificates];
   }
 
   /**

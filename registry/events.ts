@@ -2,7 +2,7 @@
 // broker listens to close sessions, drop cached verdicts and recompute topic access; the
 // fleet graph listens to stay in step. In a cluster the same events travel over Redis.
 import type { DeviceId, Fingerprint, SerialHex } from './ids.js';
-import type { CaStatus, CertificateStatus, ClaimBatchStatus, DeviceStatus, EnforcementMode, GrantStatus, IssuingState } from './model.js';
+import type { CaStatus, CertificateStatus, ClaimBatchStatus, DeviceStatus, EnforcementMode, GrantStatus, IssuingState, StationStatus } from './model.js';
 
 export type RegistryEvent =
   | { type: 'certificate.created'; serial: SerialHex; fingerprint: Fingerprint; deviceId: DeviceId; caId: string; status: CertificateStatus; at: string }
@@ -15,12 +15,16 @@ export type RegistryEvent =
   | { type: 'group.policy'; groupId: string; at: string }
   | { type: 'ca.created'; caId: string; parentId?: string; external: boolean; at: string }
   | { type: 'ca.status'; caId: string; status: CaStatus; at: string; reason?: string }
+  /** A CA's policy (lifetimes, renewal) changed. */
+  | { type: 'ca.policy'; caId: string; at: string }
   /** Enforcement switched for the listener (all devices) or for one group's members. */
   | { type: 'enforcement.changed'; scope: 'listener' | 'group'; groupId?: string; mode: EnforcementMode; at: string }
   | { type: 'grant.changed'; grantId: string; deviceId: DeviceId; status: GrantStatus; at: string }
   /** An issuing CA moved in rotation (prepared, activated, superseded, retired). */
   | { type: 'ca.rotation'; caId: string; state: IssuingState; at: string }
-  | { type: 'claim_batch.status'; batchId: string; fingerprint: Fingerprint; caId: string; status: ClaimBatchStatus; at: string };
+  | { type: 'claim_batch.status'; batchId: string; fingerprint: Fingerprint; caId: string; status: ClaimBatchStatus; at: string }
+  /** A station's certificate changed status (revoked: it goes on its CA's CRL). */
+  | { type: 'station.status'; name: string; caId: string; status: StationStatus; at: string; reason?: string };
 
 export type EventHandler = (event: RegistryEvent) => void | Promise<void>;
 

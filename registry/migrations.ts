@@ -211,6 +211,55 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '003_stations': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('stations')
+          .addColumn('name', 'text', (c) => c.primaryKey())
+          .addColumn('roles', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('serial', 'text', (c) => c.notNull().unique())
+          .addColumn('fingerprint', 'text', (c) => c.notNull().unique())
+          .addColumn('ca_id', 'text', (c) => c.notNull().references('cas.id'))
+          .addColumn('not_before', 'bigint', (c) => c.notNull())
+          .addColumn('not_after', 'bigint', (c) => c.notNull())
+          .addColumn('pem', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('revoked_at', 'bigint')
+          .addColumn('revocation_reason', 'text')
+          .execute();
+        await db.schema.createIndex('stations_ca_status').on('stations').columns(['ca_id', 'status']).execute();
+        // Before roles were checked, every operator could do everything: keep that for the
+        // operators that exist, rather than lock them out of their own fleet.
+        await sql`UPDATE operators SET roles = '["admin"]' WHERE roles NOT LIKE '["%'`.execute(db);
+      },
+    },
+    '004_renewal': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('certificates').addColumn('renewed_from', 'text').execute();
+        await db.schema.alterTable('certificates').addColumn('predecessor_retires_at', 'bigint').execute();
+        await db.schema.createIndex('certificates_predecessor_retires').on('certificates').column('predecessor_retires_at').execute();
+        await db.schema
+          .createTable('ca_policies')
+          .addColumn('ca_id', 'text', (c) => c.primaryKey().references('cas.id'))
+          .addColumn('policy', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'bigint', (c) => c.notNull())
+          .execute();
+      },
+    },
+    '005_batches': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('batch_lines')
+          .addColumn('request_id', 'text', (c) => c.notNull())
+          .addColumn('line_id', 'text', (c) => c.notNull())
+          // No reference to certificates: the key is claimed before the certificate is inserted.
+          .addColumn('serial', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addPrimaryKeyConstraint('batch_lines_pk', ['request_id', 'line_id'])
+          .execute();
+      },
+    },
   };
 }
 

@@ -35,6 +35,25 @@ export interface CertificateRecord {
   createdAt: Date;
   revokedAt?: Date;
   revocationReason?: string;
+  /** The certificate this one renewed, if it came from a renewal. */
+  renewedFrom?: SerialHex;
+  /**
+   * While set, the certificate it renewed is still ACTIVE: it turns INACTIVE when this one is
+   * first seen on a connection, or at this time (the renewal's grace period), whichever comes first.
+   */
+  predecessorRetiresAt?: Date;
+}
+
+/** What a CA's certificates live by. Absent fields take the service's defaults. */
+export interface CaPolicy {
+  /** Lifetime of the device certificates it issues (default: the service's, 30 days). */
+  certificateLifetimeMs?: number;
+  /** How long after notAfter a certificate may still renew itself (default 0: not at all). */
+  renewalWindowMs: number;
+  /** How long a renewed certificate stays ACTIVE if its successor is never seen (default 1 day). */
+  renewalGraceMs: number;
+  /** Whether a renewal must bring a new key (default: the same key may be certified again). */
+  requireNewKey: boolean;
 }
 
 export interface CaRecord {
@@ -83,12 +102,16 @@ export interface AdmissionRecord {
   deviceStatus: DeviceStatus;
   notBefore: Date;
   notAfter: Date;
+  /** The CA that issued it (its policies apply). */
+  caId?: string;
+  /** A renewal whose predecessor is still ACTIVE: seeing this certificate on a connection retires it. */
+  renewalPending?: boolean;
 }
 
-/** Who did something: an operator token, a device, the broker, the system itself. */
+/** Who did something: an operator token, a factory station, a device, the broker, the system itself. */
 export interface Actor {
   /** A claim is a claim session (claim batch / client id nonce), not yet a device. */
-  kind: 'operator' | 'device' | 'broker' | 'system' | 'claim';
+  kind: 'operator' | 'station' | 'device' | 'broker' | 'system' | 'claim';
   id: string;
 }
 
@@ -97,6 +120,27 @@ export interface Operator {
   roles: string[];
   createdAt: Date;
   disabledAt?: Date;
+}
+
+export type StationStatus = 'ACTIVE' | 'REVOKED';
+
+/**
+ * A factory station: an identity of its own that calls the API over mutual TLS with a
+ * client certificate issued to it, holding the roles it was given.
+ */
+export interface Station {
+  name: string;
+  roles: string[];
+  status: StationStatus;
+  serial: SerialHex;
+  fingerprint: Fingerprint;
+  caId: string;
+  notBefore: Date;
+  notAfter: Date;
+  pem: string;
+  createdAt: Date;
+  revokedAt?: Date;
+  revocationReason?: string;
 }
 
 /**
@@ -127,7 +171,7 @@ export function grantStatus(g: Grant, now: Date): GrantStatus {
   return g.expiresAt && g.expiresAt.getTime() <= now.getTime() ? 'EXPIRED' : 'ACTIVE';
 }
 
-export type SubjectType = 'device' | 'certificate' | 'ca' | 'group' | 'operator' | 'grant' | 'broker' | 'claim_batch';
+export type SubjectType = 'device' | 'certificate' | 'ca' | 'group' | 'operator' | 'station' | 'grant' | 'broker' | 'claim_batch';
 
 export interface AuditEntry {
   id: number;

@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Changes } from './changes.js';
 import { RegistryError } from './errors.js';
 import type { Actor, Operator } from './model.js';
+import { assignable, isRole } from './roles.js';
 import type { RegistryStore } from './store.js';
 
 export const tokenHash = (token: string) => createHash('sha256').update(token).digest('hex');
@@ -27,6 +28,8 @@ export class Operators {
 
   /** Records an operator whose token already exists (the data directory's admin token). */
   async record(name: string, roles: string[], token: string, actor: Actor): Promise<Operator> {
+    const bad = roles.filter((r) => !isRole(r) || !assignable(r, 'operator'));
+    if (bad.length > 0 || roles.length === 0) throw new RegistryError('role_unknown', bad.length > 0 ? bad.join(', ') : 'an operator needs at least one role');
     return this.changes.run(actor, async ({ tx, at, audit }) => {
       const operator: Operator = { name, roles, createdAt: at };
       if (!(await tx.operators.insert(operator, tokenHash(token)))) throw new RegistryError('operator_exists', name);

@@ -13,8 +13,10 @@ import { Operators } from './operators.js';
 import type { Fingerprint } from './ids.js';
 import { Lifecycle } from './lifecycle.js';
 import type { Actor, AdmissionRecord, AuditInput, Sighting } from './model.js';
+import { CaPolicies } from './policies.js';
 import { Reports } from './reports.js';
 import { IssuingRotation } from './rotation.js';
+import { Stations } from './stations.js';
 import type { RegistryStore } from './store.js';
 
 export interface RegistryDeps {
@@ -34,6 +36,8 @@ export class Registry {
   readonly grants: Grants;
   readonly claims: ClaimBatches;
   readonly rotation: IssuingRotation;
+  readonly stations: Stations;
+  readonly policies: CaPolicies;
 
   readonly #changes: Changes;
 
@@ -49,6 +53,8 @@ export class Registry {
     this.grants = new Grants(deps.store, changes, deps.clock);
     this.claims = new ClaimBatches(deps.store, changes, deps.clock);
     this.rotation = new IssuingRotation(deps.store, changes);
+    this.stations = new Stations(deps.store, changes);
+    this.policies = new CaPolicies(deps.store, changes);
   }
 
   get bus(): EventBus {

@@ -27,6 +27,8 @@ export interface CertificatesTable {
   created_at: number;
   revoked_at: number | null;
   revocation_reason: string | null;
+  renewed_from: string | null;
+  predecessor_retires_at: number | null;
 }
 
 export interface CasTable {
@@ -171,6 +173,38 @@ export interface IssuingCasTable {
   retired_at: number | null;
 }
 
+export interface StationsTable {
+  name: string;
+  roles: string;
+  status: string;
+  serial: string;
+  fingerprint: string;
+  ca_id: string;
+  not_before: number;
+  not_after: number;
+  pem: string;
+  created_at: number;
+  revoked_at: number | null;
+  revocation_reason: string | null;
+}
+
+export interface CaPoliciesTable {
+  ca_id: string;
+  /** The CaPolicy as JSON: its fields change more often than the schema should. */
+  policy: string;
+  updated_at: number;
+}
+
+/** What a factory batch line produced, kept so a retried batch returns the same certificate. */
+export interface BatchLinesTable {
+  /** The caller and its Idempotency-Key, e.g. "station:line-1:shift-42". */
+  request_id: string;
+  /** The line's device id. */
+  line_id: string;
+  serial: string;
+  created_at: number;
+}
+
 export interface RegistryDatabase {
   devices: DevicesTable;
   certificates: CertificatesTable;
@@ -186,4 +220,7 @@ export interface RegistryDatabase {
   claim_batches: ClaimBatchesTable;
   claim_certificates: ClaimCertificatesTable;
   issuing_cas: IssuingCasTable;
+  stations: StationsTable;
+  ca_policies: CaPoliciesTable;
+  batch_lines: BatchLinesTable;
 }

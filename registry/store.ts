@@ -13,6 +13,9 @@ import { GroupQueries } from './queries/groups.js';
 import { RegistrationCodeQueries, SightingQueries } from './queries/misc.js';
 import { GrantQueries, OperatorQueries, SettingQueries } from './queries/operators.js';
 import { RotationQueries } from './queries/rotation.js';
+import { BatchQueries } from './queries/batches.js';
+import { CaPolicyQueries } from './queries/policies.js';
+import { StationQueries } from './queries/stations.js';
 import type { RegistryDatabase } from './schema.js';
 
 /** Reads and writes, the same inside and outside a transaction. */
@@ -29,6 +32,9 @@ export interface RegistryQueries {
   readonly grants: GrantQueries;
   readonly claims: ClaimQueries;
   readonly rotation: RotationQueries;
+  readonly stations: StationQueries;
+  readonly policies: CaPolicyQueries;
+  readonly batches: BatchQueries;
 }
 
 export interface RegistryStore extends RegistryQueries {
@@ -52,6 +58,9 @@ function queries(q: QueryContext): RegistryQueries {
     grants: new GrantQueries(q),
     claims: new ClaimQueries(q),
     rotation: new RotationQueries(q),
+    stations: new StationQueries(q),
+    policies: new CaPolicyQueries(q),
+    batches: new BatchQueries(q),
   };
 }
 
@@ -76,7 +85,10 @@ export function kyselyStore(root: Kysely<RegistryDatabase>, dialect: Dialect, mi
         const failed = results?.find((r) => r.status === 'Error');
         if (!error && !failed) return;
         // Fails loudly rather than run on an old schema.
-        if (failed || attempt === 3) throw new Error(`registry migration ${failed?.migrationName ?? ''} failed`, { cause: error });
+        if (failed || attempt === 3) {
+          const why = error instanceof Error ? `: ${error.message}` : '';
+          throw new Error(`registry migration ${failed?.migrationName ?? '(bookkeeping)'} failed${why}`, { cause: error });
+        }
         await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
       }
     },

@@ -1,6 +1,7 @@
 // What the API's route modules are given: the services they call and little else.
 import type { Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from 'pino';
+import type { Clock } from '../../registry/clock.js';
 import type { FleetGraph } from '../../registry/graph.js';
 import type { Ban } from '../../broker/abuse.js';
 import type { WouldRefuse } from '../../broker/enforcement.js';
@@ -34,6 +35,11 @@ export interface ApiDeps {
   rotation: Pick<CaRotator, 'slots' | 'thresholds'>;
   /** The longest a break-glass grant may last. */
   breakGlassMaxMs: number;
+  /** How long after its notAfter a certificate of this CA may still renew itself (0: never). */
+  renewalWindowMs(caId: string): Promise<number>;
+  /** The lifetime of device certificates under a CA whose policy sets none. */
+  defaultCertificateLifetimeMs: number;
+  clock: Clock;
   log: Logger;
 }
 

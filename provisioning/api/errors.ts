@@ -3,7 +3,9 @@
 import { CodedError, REGISTRY_ERRORS, type RegistryErrorCode } from '../../registry/errors.js';
 import { CLAIM_ERRORS } from '../claims/errors.js';
 import { BusUnavailableError } from '../../registry/redis-bus.js';
+import { CREDENTIAL_ERRORS } from '../credential-errors.js';
 import { EXTERNAL_CA_ERRORS } from '../external-ca.js';
+import { RENEWAL_ERRORS } from '../renewal.js';
 import { CSR_ERRORS } from '../pki/csr.js';
 
 interface ApiErrorInfo {
@@ -37,6 +39,10 @@ const REGISTRY_STATUS: Record<RegistryErrorCode, number> = {
   not_a_gateway: 409,
   gateway_cycle: 409,
   operator_exists: 409,
+  station_exists: 409,
+  station_not_found: 404,
+  role_unknown: 400,
+  invalid_ca_policy: 400,
   grant_not_found: 404,
   grant_not_pending: 409,
   grant_self_approval: 409,
@@ -58,21 +64,27 @@ export const API_ERRORS = {
   invalid_serial: { status: 400, summary: 'serials are hexadecimal, optionally with colons' },
   invalid_batch_id: { status: 400, summary: 'claim batch ids are 1–64 characters of A–Z, a–z, 0–9, ".", "_" and "-"' },
   template_invalid: { status: 400, summary: CLAIM_ERRORS.template_invalid },
+  invalid_station_name: { status: 400, summary: 'station names are 1–64 characters of A–Z, a–z, 0–9, ".", "_" and "-"' },
   malformed_json: { status: 400, summary: 'the request body is not valid JSON' },
   bad_request: { status: 400, summary: 'the request is malformed' },
-  token_missing: { status: 401, summary: 'this call needs Authorization: Bearer <operator token>' },
+  token_missing: { status: 401, summary: 'this call needs Authorization: Bearer <operator token>, or a client certificate' },
   token_invalid: { status: 401, summary: 'the bearer token is not a valid operator token' },
+  forbidden: { status: 403, summary: 'none of the caller’s roles may make this call' },
   not_found: { status: 404, summary: 'no such endpoint' },
   body_too_large: { status: 413, summary: 'the request body is larger than allowed' },
   unsupported_media_type: { status: 415, summary: 'send JSON with Content-Type: application/json' },
   grant_not_waivable: { status: 400, summary: 'a grant may waive only certificate flaws: never a revocation, a disabled device, an identity mismatch or abuse control' },
   grant_needs_fingerprint: { status: 400, summary: 'this failure can only be waived for one certificate: give its fingerprint' },
   grant_too_long: { status: 400, summary: 'the grant would last longer than the configured maximum' },
+  idempotency_key_invalid: { status: 400, summary: 'a batch needs Idempotency-Key: 1–128 characters of A–Z, a–z, 0–9, ".", "_", ":" and "-"' },
+  line_too_long: { status: 400, summary: 'a batch line is longer than 64 KiB' },
   internal_error: { status: 500, summary: 'the service failed; the failure is logged' },
   event_bus_unavailable: { status: 503, summary: 'the change is durable but the cluster’s event bus (Redis) could not be reached to announce it; repeat the call, which announces it again' },
   bus_disconnected: { status: 503, summary: 'this node is cut off from the cluster’s event bus (Redis)' },
   bus_catching_up: { status: 503, summary: 'this node is back on the event bus and re-reading the registry' },
   registry_unreachable: { status: 503, summary: 'the registry database cannot be reached' },
+  ...withStatus(CREDENTIAL_ERRORS, () => 401),
+  ...withStatus(RENEWAL_ERRORS, () => 400),
   ...withStatus(CSR_ERRORS, () => 400),
   ...withStatus(EXTERNAL_CA_ERRORS, () => 400),
   ...withStatus(REGISTRY_ERRORS, (code) => REGISTRY_STATUS[code]),
@@ -104,6 +116,7 @@ const FORMAT_CODES: Record<string, ApiErrorCode> = {
   'group-id': 'invalid_group_id',
   'batch-id': 'invalid_batch_id',
   serial: 'invalid_serial',
+  'station-name': 'invalid_station_name',
 };
 
 /** Maps anything a request can throw to the one API error it means. */

@@ -2,6 +2,7 @@
 // silently dropped (the Ajv instance is configured with removeAdditional: false), and
 // identifiers use the formats below, each with its own error code.
 import { DEVICE_ID_PATTERN } from '../../registry/ids.js';
+import { STATION_NAME_PATTERN } from '../../registry/stations.js';
 
 export const NAME_PATTERN = '^[A-Za-z0-9._-]{1,64}$';
 
@@ -11,6 +12,7 @@ export const FORMATS = {
   'group-id': new RegExp(NAME_PATTERN),
   'batch-id': new RegExp(NAME_PATTERN),
   serial: /^(0x)?[0-9A-Fa-f:]{1,64}$/,
+  'station-name': new RegExp(STATION_NAME_PATTERN),
 };
 
 const id = (format: keyof typeof FORMATS) => ({ type: 'string', format }) as const;
@@ -33,6 +35,7 @@ export const params = {
   grant: { type: 'object', required: ['grantId'], properties: { grantId: { type: 'string', format: 'uuid' } } },
   claimBatch: { type: 'object', required: ['batchId'], properties: { batchId: id('batch-id') } },
   clientId: { type: 'object', required: ['clientId'], properties: { clientId: { type: 'string', minLength: 1, maxLength: 256 } } },
+  station: { type: 'object', required: ['name'], properties: { name: id('station-name') } },
 } as const;
 
 export const bodies = {
@@ -47,6 +50,24 @@ export const bodies = {
     required: ['csr'],
     additionalProperties: false,
     properties: { csr: { type: 'string', minLength: 1, maxLength: 32768 }, ca: id('ca-id') },
+  },
+  generateKey: {
+    type: 'object',
+    required: ['format', 'passphrase'],
+    additionalProperties: false,
+    properties: { format: { enum: ['pkcs8', 'pkcs12'] }, passphrase: { type: 'string', minLength: 8, maxLength: 1024 }, ca: id('ca-id') },
+  },
+  renew: { type: 'object', required: ['csr'], additionalProperties: false, properties: { csr: { type: 'string', minLength: 1, maxLength: 32768 } } },
+  /** Durations in whole seconds; the registry checks their bounds (invalid_ca_policy). */
+  caPolicy: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      certificateLifetimeSeconds: { type: 'integer', minimum: 1 },
+      renewalWindowSeconds: { type: 'integer', minimum: 0 },
+      renewalGraceSeconds: { type: 'integer', minimum: 1 },
+      requireNewKey: { type: 'boolean' },
+    },
   },
   /** Status changes take an optional body: `curl -X POST` with none works. */
   reason: { type: ['object', 'null'], additionalProperties: false, properties: { reason } },
@@ -148,4 +169,5 @@ export const queries = {
     },
   },
   report: { type: 'object', additionalProperties: false, properties: { days: { type: 'string', pattern: '^[0-9]{1,4}$' } } },
+  batch: { type: 'object', additionalProperties: false, properties: { ca: id('ca-id') } },
 } as const;

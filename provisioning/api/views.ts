@@ -1,9 +1,10 @@
 // The JSON shapes the API returns. Written out field by field so nothing stored (a PEM, a
 // key hash) leaks into a response by accident.
 import type { DeviceView } from '../../registry/lifecycle.js';
-import type { AuditEntry, CaRecord, CertificateRecord, ClaimBatch, Group, IssuingCa } from '../../registry/model.js';
+import type { AuditEntry, CaPolicy, CaRecord, CertificateRecord, ClaimBatch, Group, IssuingCa, Station } from '../../registry/model.js';
 import type { IssuingSlots } from '../../registry/rotation.js';
 import type { Thresholds } from '../rotation.js';
+import type { Enrollment } from '../service.js';
 
 export function certificateJson(c: CertificateRecord) {
   return {
@@ -16,6 +17,22 @@ export function certificateJson(c: CertificateRecord) {
     notAfter: c.notAfter.toISOString(),
     ...(c.revokedAt ? { revokedAt: c.revokedAt.toISOString() } : {}),
     ...(c.revocationReason ? { revocationReason: c.revocationReason } : {}),
+  };
+}
+
+/** A certificate just issued: its record, the certificate and the chain above it. */
+export function enrollmentJson(e: Enrollment) {
+  return { ...certificateJson(e.record), certificate: e.certificatePem, chain: e.chainPem, ...(e.record.renewedFrom ? { renewedFrom: e.record.renewedFrom } : {}) };
+}
+
+/** A CA's policy, in seconds as the API takes it. */
+export function policyJson(caId: string, p: CaPolicy, defaultLifetimeMs: number) {
+  return {
+    ca: caId,
+    certificateLifetimeSeconds: (p.certificateLifetimeMs ?? defaultLifetimeMs) / 1000,
+    renewalWindowSeconds: p.renewalWindowMs / 1000,
+    renewalGraceSeconds: p.renewalGraceMs / 1000,
+    requireNewKey: p.requireNewKey,
   };
 }
 
@@ -117,5 +134,21 @@ export function claimBatchJson(b: ClaimBatch, counts?: { issued: number; registe
     ...(b.revocationReason ? { revocationReason: b.revocationReason } : {}),
     ...(counts ? { certificates: counts } : {}),
     certificate: b.pem,
+  };
+}
+
+export function stationJson(s: Station) {
+  return {
+    name: s.name,
+    roles: s.roles,
+    status: s.status,
+    serial: s.serial,
+    fingerprint: s.fingerprint,
+    ca: s.caId,
+    notBefore: s.notBefore.toISOString(),
+    notAfter: s.notAfter.toISOString(),
+    createdAt: s.createdAt.toISOString(),
+    ...(s.revokedAt ? { revokedAt: s.revokedAt.toISOString() } : {}),
+    ...(s.revocationReason ? { revocationReason: s.revocationReason } : {}),
   };
 }

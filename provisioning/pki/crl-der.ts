@@ -2,7 +2,7 @@
 // entries, where @peculiar/x509's generator is quadratic (a 10,000-entry CRL took 7 s) and
 // labels its PEM in a way OpenSSL refuses.
 import { sign, type KeyObject } from 'node:crypto';
-import { bitString, enumerated, explicit, extension, integerFromBigInt, integerFromHex, oid, sequence, tlv, time } from './der.js';
+import { bitString, enumerated, explicit, extension, integerFromBigInt, integerFromHex, oid, sequence, sequenceOf, tlv, time } from './der.js';
 
 const ECDSA_WITH_SHA256 = sequence(oid('1.2.840.10045.4.3.2'));
 const ID_CE_CRL_REASONS = '2.5.29.21';
@@ -48,7 +48,7 @@ export function signCrlDer(p: CrlParams): Buffer {
     p.issuerName,
     time(p.thisUpdate),
     time(p.nextUpdate),
-    ...(revoked.length > 0 ? [sequence(...revoked)] : []),
+    ...(revoked.length > 0 ? [sequenceOf(revoked)] : []),
     explicit(0, extensions),
   );
   const signature = sign('sha256', tbs, { key: p.key, dsaEncoding: 'der' });

@@ -23,13 +23,24 @@ function header(tag: number | undefined, n: number): Buffer {
 }
 
 export function tlv(tag: number, ...content: Buffer[]): Buffer {
+  return tlvOf(tag, content);
+}
+
+/** tlv() over a list: for contents of any length (a spread of 100,000 arguments overflows the stack). */
+export function tlvOf(tag: number, content: readonly Buffer[]): Buffer {
   let size = 0;
   for (const c of content) size += c.length;
   const head = header(tag, size);
-  return Buffer.concat([head, ...content], head.length + size);
+  const out = Buffer.allocUnsafe(head.length + size);
+  head.copy(out, 0);
+  let at = head.length;
+  for (const c of content) at += c.copy(out, at);
+  return out;
 }
 
 export const sequence = (...content: Buffer[]) => tlv(0x30, ...content);
+/** A SEQUENCE (OF) of any number of elements. */
+export const sequenceOf = (content: readonly Buffer[]) => tlvOf(0x30, content);
 export const octetString = (content: Buffer) => tlv(0x04, content);
 export const bitString = (content: Buffer) => tlv(0x03, Buffer.from([0]), content);
 /** [n] EXPLICIT */

@@ -6,6 +6,8 @@ import { x509 } from './x509.js';
 export const DEVICE_URI_PREFIX = 'urn:fleet:device:';
 /** The SAN URI that names the claim batch in a claim certificate. */
 export const CLAIM_URI_PREFIX = 'urn:fleet:claim:';
+/** The SAN URI that names a factory station in its client certificate. */
+export const STATION_URI_PREFIX = 'urn:fleet:station:';
 
 const { KeyUsageFlags: KU, ExtendedKeyUsage: EKU } = x509;
 
@@ -58,18 +60,27 @@ export function serverExtensions(ids: KeyIds & { authority: string }, dnsNames: 
 }
 
 /**
- * Claim certificate: a TLS client shared by a production batch. It can never pass for a
- * device identity: no device URI, a CN with spaces (no device id has one), and the broker
- * routes it by its claim URI to claim sessions only.
+ * A TLS client that is not a device: named by its SAN URI alone, with no device URI and a
+ * CN no device id can have (it has a space), so it can never pass for a device identity.
  */
-export function claimExtensions(ids: KeyIds & { authority: string }, batchId: string, crlUrl: string): x509.Extension[] {
+function nonDeviceClientExtensions(ids: KeyIds & { authority: string }, uri: string, crlUrl: string): x509.Extension[] {
   return [
     new x509.BasicConstraintsExtension(false, undefined, true),
     new x509.KeyUsagesExtension(KU.digitalSignature, true),
     new x509.ExtendedKeyUsageExtension([EKU.clientAuth], false),
     new x509.SubjectKeyIdentifierExtension(ids.subject),
     new x509.AuthorityKeyIdentifierExtension(ids.authority),
-    new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `${CLAIM_URI_PREFIX}${batchId}` }], false),
+    new x509.SubjectAlternativeNameExtension([{ type: 'url', value: uri }], false),
     new x509.CRLDistributionPointsExtension([crlUrl], false),
   ];
+}
+
+/** Claim certificate: shared by a production batch; the broker routes it by its claim URI to claim sessions only. */
+export function claimExtensions(ids: KeyIds & { authority: string }, batchId: string, crlUrl: string): x509.Extension[] {
+  return nonDeviceClientExtensions(ids, `${CLAIM_URI_PREFIX}${batchId}`, crlUrl);
+}
+
+/** A factory station, a TLS client of the API; the registry knows it by the certificate's fingerprint. */
+export function stationExtensions(ids: KeyIds & { authority: string }, name: string, crlUrl: string): x509.Extension[] {
+  return nonDeviceClientExtensions(ids, `${STATION_URI_PREFIX}${name}`, crlUrl);
 }

@@ -5,7 +5,7 @@ import type { Fingerprint, SerialHex } from '../../registry/ids.js';
 import { signCrlDer, type CrlEntryDer } from './crl-der.js';
 import { EC_P256_SHA256 } from './keys.js';
 import { deviceCertificateDer, type IssuerTemplate } from './device-certificate.js';
-import { claimExtensions, issuingCaExtensions, serverExtensions } from './profiles.js';
+import { claimExtensions, issuingCaExtensions, serverExtensions, stationExtensions } from './profiles.js';
 import { randomSerial } from './serial.js';
 import { x509, type CryptoKey } from './x509.js';
 
@@ -96,6 +96,12 @@ export class CaSigner {
   async issueClaim(batchId: string, publicKey: x509.PublicKey, validity: Validity, crlUrl: string): Promise<IssuedCertificate> {
     const ids = { subject: await keyIdOf(publicKey), authority: this.keyId };
     return this.#sign([{ CN: [`Fleet claim ${batchId}`] }, { O: ['Fleet Identity'] }], publicKey, validity, claimExtensions(ids, batchId, crlUrl));
+  }
+
+  /** A factory station's client certificate; its CN is no device id (it has a space). */
+  async issueStation(name: string, publicKey: x509.PublicKey, validity: Validity, crlUrl: string): Promise<IssuedCertificate> {
+    const ids = { subject: await keyIdOf(publicKey), authority: this.keyId };
+    return this.#sign([{ CN: [`Fleet station ${name}`] }, { O: ['Fleet Identity'] }], publicKey, validity, stationExtensions(ids, name, crlUrl));
   }
 
   async issueIssuingCa(subject: x509.JsonName, publicKey: x509.PublicKey, validity: Validity, options: { pathLength?: number; crlUrl?: string } = {}): Promise<IssuedCertificate> {

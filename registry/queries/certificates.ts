@@ -18,6 +18,8 @@ function toCertificate(row: Selectable<CertificatesTable>): CertificateRecord {
     createdAt: toDate(row.created_at),
     revokedAt: toOptionalDate(row.revoked_at),
     revocationReason: orUndefined(row.revocation_reason),
+    renewedFrom: orUndefined(row.renewed_from) as SerialHex | undefined,
+    predecessorRetiresAt: toOptionalDate(row.predecessor_retires_at),
   };
 }
 
@@ -30,7 +32,22 @@ export interface CertificateRef {
   status: CertificateStatus;
 }
 
-const CERTIFICATE_COLUMNS = ['serial', 'fingerprint', 'public_key_sha256', 'device_id', 'ca_id', 'not_before', 'not_after', 'status', 'pem', 'created_at', 'revoked_at', 'revocation_reason'] as const;
+const CERTIFICATE_COLUMNS = [
+  'serial',
+  'fingerprint',
+  'public_key_sha256',
+  'device_id',
+  'ca_id',
+  'not_before',
+  'not_after',
+  'status',
+  'pem',
+  'created_at',
+  'revoked_at',
+  'revocation_reason',
+  'renewed_from',
+  'predecessor_retires_at',
+] as const;
 
 export class CertificateQueries {
   constructor(private readonly q: QueryContext) {}
@@ -54,6 +71,8 @@ export class CertificateQueries {
       r.createdAt.getTime(),
       r.revokedAt?.getTime() ?? null,
       r.revocationReason ?? null,
+      r.renewedFrom ?? null,
+      r.predecessorRetiresAt?.getTime() ?? null,
     ]);
     await insertRows(this.q, 'certificates', CERTIFICATE_COLUMNS, rows);
   }
@@ -92,6 +111,28 @@ export class CertificateQueries {
       .set({ status, revoked_at: revoked ? at.getTime() : null, revocation_reason: revoked ? (reason ?? null) : null })
       .where('serial', '=', serial)
       .execute();
+  }
+
+  async byFingerprint(fingerprint: Fingerprint): Promise<CertificateRecord | undefined> {
+    const row = await this.q.db.selectFrom('certificates').selectAll().where('fingerprint', '=', fingerprint).executeTakeFirst();
+    return row && toCertificate(row);
+  }
+
+  /** The renewal is settled: its predecessor is retired (or was already). */
+  async settleRenewal(serial: SerialHex): Promise<void> {
+    await this.q.db.updateTable('certificates').set({ predecessor_retires_at: null }).where('serial', '=', serial).execute();
+  }
+
+  /** Renewals whose grace period has run out by `now`, oldest first. */
+  async overdueRenewals(now: Date, limit: number): Promise<SerialHex[]> {
+    const rows = await this.q.db
+      .selectFrom('certificates')
+      .select('serial')
+      .where('predecessor_retires_at', '<=', now.getTime())
+      .orderBy('predecessor_retires_at')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => r.serial as SerialHex);
   }
 
   /** Revokes every certificate of the given CAs that is not revoked yet; returns them. */
@@ -148,6 +189,8 @@ export class CertificateQueries {
           'devices.status as device_status',
           'certificates.not_before',
           'certificates.not_after',
+          'certificates.ca_id',
+          'certificates.predecessor_retires_at',
         ])
         .where('certificates.fingerprint', 'in', slice)
         .execute();
@@ -160,6 +203,8 @@ export class CertificateQueries {
           deviceStatus: row.device_status as DeviceStatus,
           notBefore: toDate(row.not_before),
           notAfter: toDate(row.not_after),
+          caId: row.ca_id,
+          renewalPending: row.predecessor_retires_at !== null,
         });
       }
     }

@@ -66,9 +66,25 @@ export async function enrollDevice(apiUrl: string, ca: string, token: string, id
 }
 
 /** Adds an operator with the CLI, as an administrator would; returns its token. */
-export async function addOperator(dataDir: string, name: string): Promise<string> {
-  const { stdout } = await promisify(execFile)(process.execPath, [FLEET_BIN, 'operator', 'add', name, '--data', dataDir]);
+export async function addOperator(dataDir: string, name: string, roles: string[] = []): Promise<string> {
+  const { stdout } = await promisify(execFile)(process.execPath, [FLEET_BIN, 'operator', 'add', name, '--data', dataDir, ...roles.flatMap((r) => ['--role', r])]);
   return stdout.trim().split('\n').pop()!;
+}
+
+export interface StationFiles {
+  name: string;
+  keyPath: string;
+  certPath: string;
+  keyPem: string;
+  certPem: string;
+}
+
+/** Adds a factory station with the CLI, as an administrator would; returns where its key and certificate are. */
+export async function addStation(dataDir: string, name: string, roles: string[] = [], publicUrl?: string): Promise<StationFiles> {
+  await promisify(execFile)(process.execPath, [FLEET_BIN, 'station', 'add', name, '--data', dataDir, ...roles.flatMap((r) => ['--role', r]), ...(publicUrl ? ['--public-url', publicUrl] : [])]);
+  const keyPath = join(dataDir, 'stations', `${name}.key`);
+  const certPath = join(dataDir, 'stations', `${name}.pem`);
+  return { name, keyPath, certPath, keyPem: await readFile(keyPath, 'utf8'), certPem: await readFile(certPath, 'utf8') };
 }
 
 export async function startFleet(options: FleetOptions = {}): Promise<TestFleet> {

@@ -15,6 +15,9 @@ export interface HttpRequest {
   body?: unknown;
   raw?: string | Buffer;
   headers?: Record<string, string>;
+  /** A client certificate and its key (PEM), for mutual TLS. */
+  cert?: string;
+  key?: string;
 }
 
 export function httpsRequest(url: string, ca: string, r: HttpRequest = {}): Promise<HttpResult> {
@@ -24,7 +27,7 @@ export function httpsRequest(url: string, ca: string, r: HttpRequest = {}): Prom
   if (payload) headers['content-length'] = payload.length;
   if (r.token) headers.authorization = `Bearer ${r.token}`;
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: r.method ?? (payload ? 'POST' : 'GET'), ca, headers }, (res) => {
+    const req = request(url, { method: r.method ?? (payload ? 'POST' : 'GET'), ca, headers, cert: r.cert, key: r.key }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {

@@ -7,7 +7,7 @@ import { Registry as MetricsRegistry } from 'prom-client';
 import { DeviceBroker } from '../../broker/broker.js';
 import type { PeerFacts } from '../../broker/peer.js';
 import type { AdmissionSource } from '../../broker/verdicts.js';
-import type { BrokerOptions, BrokerRegistry } from '../../broker/broker.js';
+import type { BrokerDeps, BrokerOptions, BrokerRegistry } from '../../broker/broker.js';
 import { InProcessEventBus } from '../../registry/events.js';
 import { DEFAULT_BROKER_OPTIONS } from '../../bin/service.js';
 import { LogCapture } from './logs.js';
@@ -58,10 +58,10 @@ export function admissionOnly(source: AdmissionSource): BrokerRegistry {
   };
 }
 
-export async function memoryBroker(source: AdmissionSource, now = () => new Date(), options: Partial<BrokerOptions> = {}): Promise<MemoryBroker> {
+export async function memoryBroker(source: AdmissionSource, now = () => new Date(), options: Partial<BrokerOptions> = {}, extra: Pick<BrokerDeps, 'renewal'> = {}): Promise<MemoryBroker> {
   const bus = new InProcessEventBus();
   const logs = new LogCapture();
-  const broker = await DeviceBroker.create({ ...DEFAULT_BROKER_OPTIONS, ...options }, { registry: admissionOnly(source), events: bus, clock: now, log: pino({ level: 'debug' }, logs), metrics: new MetricsRegistry() });
+  const broker = await DeviceBroker.create({ ...DEFAULT_BROKER_OPTIONS, ...options }, { registry: admissionOnly(source), events: bus, clock: now, log: pino({ level: 'debug' }, logs), metrics: new MetricsRegistry(), ...extra });
   const clients: MqttClient[] = [];
   return {
     broker,

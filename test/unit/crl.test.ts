@@ -54,6 +54,18 @@ describe('CRL DER', () => {
     assert.deepEqual(crl.entries, []);
   });
 
+  it('writes a CRL of 100,000 entries that openssl verifies (its list is never spread into arguments)', async () => {
+    const ca = await operatorCa('Big CRL CA');
+    const entries = Array.from({ length: 100_000 }, (_, i) => ({ serial: (0x10000000 + i).toString(16), revokedAt: new Date('2026-11-01T00:00:00Z'), reason: i % 2 ? 1 : undefined }));
+    const der = ca.signCrl(entries, { thisUpdate: new Date(), nextUpdate: new Date(Date.now() + 86_400_000), crlNumber: 7n });
+    const pem = join(work, 'big.pem');
+    writeFileSync(pem, crlToPem(der));
+    writeFileSync(join(work, 'big-ca.pem'), ca.pem);
+    const out = execFileSync('sh', ['-c', `openssl crl -in ${pem} -CAfile ${join(work, 'big-ca.pem')} -noout -crlnumber 2>&1`], { encoding: 'utf8' });
+    assert.match(out, /verify OK/);
+    assert.match(out, /crlNumber=0x07/);
+  });
+
   it('writes times as UTCTime through 2049 and GeneralizedTime from 2050 (RFC 5280 §5.1.2.4)', () => {
     assert.equal(time(new Date('2049-12-31T23:59:59Z')).toString('latin1').slice(2), '491231235959Z');
     assert.equal(time(new Date('2049-12-31T23:59:59Z'))[0], 0x17);

@@ -6,9 +6,10 @@ import { InProcessEventBus, type RegistryEvent } from '../../registry/events.js'
 import { FleetGraph } from '../../registry/graph.js';
 import type { DeviceId, Fingerprint, SerialHex } from '../../registry/ids.js';
 import type { NewCertificate } from '../../registry/lifecycle.js';
-import type { CaRecord, CertificateRecord, CertificateStatus, DeviceStatus } from '../../registry/model.js';
+import type { CertificateRecord, CertificateStatus, DeviceStatus } from '../../registry/model.js';
 import { Registry } from '../../registry/registry.js';
 import type { KyselyRegistryStore } from '../../registry/store.js';
+import { testCa as ca } from '../support/records.js';
 import { BACKENDS, type OpenedStore } from '../support/stores.js';
 
 const operator = { kind: 'operator', id: 'admin' } as const;
@@ -29,23 +30,6 @@ function certificate(deviceId: string, options: { key?: string; caId?: string; n
   };
 }
 
-function ca(id: string, parentId?: string, extra: Partial<CaRecord> = {}): CaRecord {
-  return {
-    id,
-    name: id,
-    parentId,
-    subject: `CN=${id}`,
-    serial: (0x20000 + ++n).toString(16) as SerialHex,
-    keyId: `key-${id}`,
-    pem: `-----BEGIN CERTIFICATE-----\n${id}\n-----END CERTIFICATE-----`,
-    notBefore: new Date('2026-01-01'),
-    notAfter: new Date('2036-01-01'),
-    status: 'ACTIVE',
-    external: false,
-    createdAt: new Date('2026-01-01'),
-    ...extra,
-  };
-}
 
 async function codeOf(work: Promise<unknown>): Promise<string> {
   try {

@@ -1,6 +1,7 @@
 // The audit log, filtered and paginated, and the fleet report.
 import type { FastifyInstance, RawServerBase } from 'fastify';
 import { parseSerial } from '../../../registry/ids.js';
+import { READERS, access } from '../access.js';
 import type { ApiDeps } from '../context.js';
 import { queries } from '../schemas.js';
 import { auditJson } from '../views.js';
@@ -16,7 +17,7 @@ interface AuditQuery {
 }
 
 export function auditRoutes<S extends RawServerBase>(app: FastifyInstance<S>, deps: ApiDeps): void {
-  app.get<{ Querystring: AuditQuery }>('/v1/audit', { schema: { querystring: queries.audit } }, async (request) => {
+  app.get<{ Querystring: AuditQuery }>('/v1/audit', { schema: { querystring: queries.audit }, ...access(READERS) }, async (request) => {
     const q = request.query;
     const page = await deps.registry.auditLog.page({
       deviceId: q.device,
@@ -30,7 +31,7 @@ export function auditRoutes<S extends RawServerBase>(app: FastifyInstance<S>, de
     return { entries: page.entries.map(auditJson), ...(page.next !== undefined ? { next: String(page.next) } : {}) };
   });
 
-  app.get<{ Querystring: { days?: string } }>('/v1/reports/audit', { schema: { querystring: queries.report } }, (request) =>
+  app.get<{ Querystring: { days?: string } }>('/v1/reports/audit', { schema: { querystring: queries.report }, ...access(READERS) }, (request) =>
     deps.registry.reports.fleet(request.query.days ? Number(request.query.days) : undefined),
   );
 }

@@ -5,6 +5,7 @@ import { PINNED_ONLY, WAIVABLE, type Reason } from '../../../broker/reasons.js';
 import type { DeviceId } from '../../../registry/ids.js';
 import { toFingerprint } from '../../../registry/ids.js';
 import { grantStatus, type Grant } from '../../../registry/model.js';
+import { OPERATORS, READERS, access } from '../access.js';
 import type { ApiDeps } from '../context.js';
 import { ApiError } from '../errors.js';
 import { bodies, params } from '../schemas.js';
@@ -33,7 +34,7 @@ export function breakGlassRoutes<S extends RawServerBase>(app: FastifyInstance<S
     createdAt: g.createdAt.toISOString(),
   });
 
-  app.post<{ Body: GrantBody }>('/v1/break-glass', { schema: { body: bodies.grant } }, async (request, reply) => {
+  app.post<{ Body: GrantBody }>('/v1/break-glass', { schema: { body: bodies.grant }, ...access(OPERATORS) }, async (request, reply) => {
     const { deviceId, fingerprint, waives, reason, durationSeconds } = request.body;
     if (!(WAIVABLE as readonly string[]).includes(waives)) throw new ApiError('grant_not_waivable', `${waives} cannot be waived`);
     if (PINNED_ONLY.includes(waives as Reason) && !fingerprint) throw new ApiError('grant_needs_fingerprint');
@@ -42,10 +43,10 @@ export function breakGlassRoutes<S extends RawServerBase>(app: FastifyInstance<S
     return reply.status(201).send(json(grant));
   });
 
-  app.get('/v1/break-glass', async () => ({ grants: (await grants.list()).map(json) }));
+  app.get('/v1/break-glass', access(READERS), async () => ({ grants: (await grants.list()).map(json) }));
 
   type GrantParams = { Params: { grantId: string } };
-  app.get<GrantParams>('/v1/break-glass/:grantId', { schema: { params: params.grant } }, async (request) => json(await grants.get(request.params.grantId)));
-  app.post<GrantParams>('/v1/break-glass/:grantId/approve', { schema: { params: params.grant } }, async (request) => json(await grants.approve(request.params.grantId, request.actor!)));
-  app.post<GrantParams>('/v1/break-glass/:grantId/close', { schema: { params: params.grant } }, async (request) => json(await grants.close(request.params.grantId, request.actor!)));
+  app.get<GrantParams>('/v1/break-glass/:grantId', { schema: { params: params.grant }, ...access(READERS) }, async (request) => json(await grants.get(request.params.grantId)));
+  app.post<GrantParams>('/v1/break-glass/:grantId/approve', { schema: { params: params.grant }, ...access(OPERATORS) }, async (request) => json(await grants.approve(request.params.grantId, request.actor!)));
+  app.post<GrantParams>('/v1/break-glass/:grantId/close', { schema: { params: params.grant }, ...access(OPERATORS) }, async (request) => json(await grants.close(request.params.grantId, request.actor!)));
 }

@@ -3,6 +3,7 @@ import type { FastifyInstance, RawServerBase } from 'fastify';
 import { RegistryError } from '../../../registry/errors.js';
 import { parseSerial, type SerialHex } from '../../../registry/ids.js';
 import type { CertificateStatus } from '../../../registry/model.js';
+import { DEVICE_READERS, OPERATORS, access } from '../access.js';
 import type { ApiDeps } from '../context.js';
 import { ApiError } from '../errors.js';
 import { bodies, params } from '../schemas.js';
@@ -17,7 +18,7 @@ function serialOf(value: string): SerialHex {
 }
 
 export function certificateRoutes<S extends RawServerBase>(app: FastifyInstance<S>, deps: ApiDeps): void {
-  app.get<SerialParams>('/v1/certificates/:serial', { schema: { params: params.serial } }, async (request) => {
+  app.get<SerialParams>('/v1/certificates/:serial', { schema: { params: params.serial }, ...access(DEVICE_READERS) }, async (request) => {
     const serial = serialOf(request.params.serial);
     const record = await deps.registry.lifecycle.certificate(serial);
     if (!record) throw new RegistryError('certificate_not_found', serial);
@@ -32,7 +33,7 @@ export function certificateRoutes<S extends RawServerBase>(app: FastifyInstance<
   for (const [action, status] of moves) {
     app.post<SerialParams & { Body: { reason?: string } | undefined }>(
       `/v1/certificates/:serial/${action}`,
-      { schema: { params: params.serial, body: bodies.reason } },
+      { schema: { params: params.serial, body: bodies.reason }, ...access(OPERATORS) },
       async (request) => certificateJson(await deps.registry.lifecycle.setCertificateStatus(serialOf(request.params.serial), status, request.actor!, request.body?.reason)),
     );
   }
