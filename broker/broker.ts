@@ -15,9 +15,10 @@ import { AccessCache, AccessPolicy, type AccessSource } from './access.js';
 import { coalesceWrites } from './coalesce-writes.js';
 import { decideAdmission, registryVerdict, type AdmissionOptions, type Standing, type Verdict } from './admission.js';
 import { GrantBook } from './break-glass.js';
-import { RenewTopic, type RenewalPort } from './fleet-topics/renew.js';
+import { isRenewTopic, RenewTopic, type RenewalPort } from './fleet-topics/renew.js';
 import { EnforcementState } from './enforcement.js';
-import { ClaimTopics, type ClaimPort } from './fleet-topics/claim.js';
+import { ClaimTopics, isClaimTopic, type ClaimPort } from './fleet-topics/claim.js';
+import { DirectReplies } from './fleet-topics/replies.js';
 import { JustInTime, type JitRegistry } from './jit.js';
 import { PacketLengthWatch, PublishPacer, type PublishLimits } from './limits.js';
 import { parseCertificates, subjectLine, type PeerCertificateFacts, type PeerFacts } from './peer.js';
@@ -113,6 +114,8 @@ export class DeviceBroker {
   /** Registry events may have been missed (cut off from the cluster's bus): read, do not trust caches. */
   #unsure = false;
   readonly #renew?: RenewTopic;
+  /** Replies on the fleet's own topics, each to the session that asked (fleet-topics/replies.ts). */
+  readonly #replies: DirectReplies;
   #aedes!: Aedes;
 
   private constructor(
@@ -123,10 +126,11 @@ export class DeviceBroker {
     this.#cache = new VerdictCache(deps.registry, options.cache);
     this.#access = new AccessCache(deps.registry, options.cache.maxEntries);
     this.#jit = new JustInTime(deps.registry);
-    this.#claims = new ClaimTopics({ port: deps.claims, log: deps.log, clock: deps.clock, monotonicMs: this.#now, metrics: deps.metrics });
+    const replies = (this.#replies = new DirectReplies((topic) => isClaimTopic(topic) || isRenewTopic(topic)));
+    this.#claims = new ClaimTopics({ port: deps.claims, log: deps.log, clock: deps.clock, monotonicMs: this.#now, metrics: deps.metrics, replies });
     this.abuse = new AbuseControl(options.abuse, this.#now);
     this.#telemetry = new BrokerTelemetry(deps.log, deps.metrics);
-    if (deps.renewal) this.#renew = new RenewTopic(deps.renewal, deps.log);
+    if (deps.renewal) this.#renew = new RenewTopic(deps.renewal, replies, deps.log);
     this.#unsubscribe = deps.events.subscribe((event) => this.#onRegistryEvent(event));
   }
 
@@ -277,11 +281,7 @@ export class DeviceBroker {
       authorizeSubscribe: (client, subscription, done) => this.#authorizeSubscribe(client, subscription, done),
       // Only '$' topics need a look: requests of the fleet's own topics reach no subscriber,
       // and their replies only the session that asked (fleet-topics/).
-      authorizeForward: (client, packet) => {
-        if (packet.topic.charCodeAt(0) !== 0x24) return packet;
-        if (!this.#claims.mayForward(client, packet)) return null;
-        return this.#renew ? this.#renew.forward(client, packet) : packet;
-      },
+      authorizeForward: (client, packet) => (packet.topic.charCodeAt(0) === 0x24 ? this.#replies.forward(client, packet) : packet),
     };
     this.#aedes = await Aedes.createBroker(options);
     this.#aedes.on('clientReady', (client) => this.#onReady(client));

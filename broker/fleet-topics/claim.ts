@@ -13,6 +13,7 @@ import type { Clock } from '../../registry/clock.js';
 import type { RegistryEvent } from '../../registry/events.js';
 import { chainVerified, firstRefusal, withinValidity, type Refused } from '../admission.js';
 import { TokenBucket } from '../limits.js';
+import type { DirectReplies } from './replies.js';
 import type { PeerFacts } from '../peer.js';
 import type { Reason, Refusal, RefusalFacts } from '../reasons.js';
 
@@ -91,6 +92,8 @@ export interface ClaimTopicsDeps {
   /** Monotonic milliseconds, for rate limits. */
   monotonicMs: () => number;
   metrics: MetricsRegistry;
+  /** Where replies go out, to the asking session alone. */
+  replies: DirectReplies;
 }
 
 type Refuse = (reason: Reason, extra?: RefusalFacts) => Refusal;
@@ -123,8 +126,6 @@ function requestOf(name: ClaimRequestName, payload: Buffer) {
 export class ClaimTopics {
   readonly #standings = new Map<string, { standing?: ClaimStanding; until: number }>();
   readonly #buckets = new Map<string, TokenBucket>();
-  /** Reply payloads by the client they are for: authorizeForward lets each through to that client only. */
-  readonly #replies = new WeakMap<Buffer, Client>();
   readonly #requests: Counter<'request' | 'outcome'>;
 
   constructor(private readonly deps: ClaimTopicsDeps) {
@@ -169,11 +170,6 @@ export class ClaimTopics {
   /** Only the replies to its own requests (exact topics, no wildcards). */
   maySubscribe(filter: string): boolean {
     return REPLIES.has(filter);
-  }
-
-  /** Whether a publish on a claim topic may reach this client: only a reply minted for it. */
-  mayForward(client: Client, packet: { topic: string; payload: Buffer | string }): boolean {
-    return !isClaimTopic(packet.topic) || (Buffer.isBuffer(packet.payload) && this.#replies.get(packet.payload) === client);
   }
 
   apply(event: RegistryEvent): void {
@@ -232,9 +228,6 @@ export class ClaimTopics {
 
   /** Writes a reply to the client that asked, at the request's QoS (at most 1). */
   #reply(client: Client, request: PublishPacket, accepted: boolean, body: JsonObject): void {
-    const payload = Buffer.from(JSON.stringify(body));
-    this.#replies.set(payload, client);
-    const qos = request.qos === 0 ? 0 : 1;
-    client.publish({ cmd: 'publish', topic: `${request.topic}/${accepted ? 'accepted' : 'rejected'}`, payload, qos, retain: false, dup: false }, () => undefined);
+    this.deps.replies.send(client, `${request.topic}/${accepted ? 'accepted' : 'rejected'}`, body, request.qos === 0 ? 0 : 1);
   }
 }

@@ -3,13 +3,19 @@
 // and the answer comes on …/accepted (the new certificate) or …/rejected (a coded error).
 // The request is served by the broker and reaches no subscriber; a reply is delivered to the
 // session that asked and to no other, though every device subscribes to the same reply topics.
-import type { Client, PublishPacket } from 'aedes';
+import type { Client } from 'aedes';
 import type { Logger } from 'pino';
 import type { Fingerprint } from '../../registry/ids.js';
+import type { DirectReplies } from './replies.js';
 
 export const RENEW_TOPIC = '$fleet/certificates/renew/json';
 export const RENEW_ACCEPTED = `${RENEW_TOPIC}/accepted`;
 export const RENEW_REJECTED = `${RENEW_TOPIC}/rejected`;
+
+/** The renewal request and its replies: served by the broker, never routed between clients. */
+export function isRenewTopic(topic: string): boolean {
+  return topic.startsWith(RENEW_TOPIC);
+}
 
 /** Refusals of the request itself; the renewal's own refusals come from provisioning's catalogues. */
 export const RENEW_REQUEST_ERRORS = {
@@ -32,12 +38,11 @@ export interface RenewingSession {
 }
 
 export class RenewTopic {
-  /** Each reply payload and the one client it is for (Aedes hands the same buffer to authorizeForward). */
-  readonly #replies = new WeakMap<Buffer, Client>();
   readonly #inFlight = new WeakSet<Client>();
 
   constructor(
     private readonly port: RenewalPort,
+    private readonly replies: DirectReplies,
     private readonly log: Logger,
   ) {}
 
@@ -77,13 +82,6 @@ export class RenewTopic {
     }
   }
 
-  /** Aedes' authorizeForward: requests reach no subscriber; a reply reaches only the session that asked. */
-  forward<P extends PublishPacket>(client: Client, packet: P): P | null {
-    if (this.isRequest(packet.topic)) return null;
-    if (this.isReply(packet.topic)) return this.#replies.get(packet.payload as Buffer) === client ? packet : null;
-    return packet;
-  }
-
   #reject(client: Client, session: RenewingSession, error: { code: string; message: string }): void {
     this.log.warn({ event: 'renewal_refused', deviceId: session.deviceId, via: 'mqtt', code: error.code }, error.message);
     this.#send(client, RENEW_REJECTED, { error: { code: error.code, message: error.message } });
@@ -92,9 +90,7 @@ export class RenewTopic {
   // QoS 0, straight to this client's connection: no other session routes it, and it is never
   // queued for a later session (a device that misses it asks again with its current certificate).
   #send(client: Client, topic: string, body: unknown): void {
-    const payload = Buffer.from(JSON.stringify(body));
-    this.#replies.set(payload, client);
-    client.publish({ cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false }, () => undefined);
+    this.replies.send(client, topic, body);
   }
 }
 
