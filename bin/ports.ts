@@ -9,9 +9,10 @@ import { CodedError } from '../registry/errors.js';
 import { Batcher } from '../registry/batcher.js';
 import type { DeviceId, Fingerprint, SerialHex } from '../registry/ids.js';
 import type { CrlRevocations } from '../provisioning/crl-import.js';
+import type { FleetGraph } from '../registry/graph.js';
 import type { Registry } from '../registry/registry.js';
 
-export function brokerRegistry(registry: Registry, brokerId: string, crls: CrlRevocations): BrokerRegistry {
+export function brokerRegistry(registry: Registry, brokerId: string, crls: CrlRevocations, graph: Pick<FleetGraph, 'hasNoGrants'>): BrokerRegistry {
   const actor = { kind: 'broker', id: brokerId } as const;
   // A CONNECT storm asks about thousands of certificates at once: the lookups in flight
   // together go to the registry as one query.
@@ -22,7 +23,11 @@ export function brokerRegistry(registry: Registry, brokerId: string, crls: CrlRe
   const access = new Batcher((deviceIds: DeviceId[]) => registry.groups.accessOfMany(deviceIds));
   return {
     admissionRecord: (fingerprint) => admissions.submit(fingerprint),
-    accessOf: (deviceId) => access.submit(deviceId as DeviceId),
+    // Most devices are no gateway and in no group: the fleet graph says so without a query,
+    // and they keep their own namespace. Any other device's grants are read from the store.
+    // (A graph behind the store can only say "grants" where there are none, which reads the
+    // store, or "none" where a grant is newer, which withholds it: never more than is granted.)
+    accessOf: (deviceId) => (graph.hasNoGrants(deviceId) ? Promise.resolve({ deviceId: deviceId as DeviceId, groups: [], children: [] }) : access.submit(deviceId as DeviceId)),
     externalCas: async () => (await registry.authorities.list()).filter((ca) => ca.external),
     cas: () => registry.authorities.list(),
     registerUnknown: (caId, certificate) => registry.authorities.registerUnknown(caId, certificate, actor),

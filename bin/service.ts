@@ -156,7 +156,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     const crlRevocations = new CrlRevocations();
     const brokerOptions: BrokerOptions = { ...DEFAULT_BROKER_OPTIONS, id: randomUUID(), ...options.broker };
     const broker = await DeviceBroker.create(brokerOptions, {
-      registry: brokerRegistry(registry, brokerOptions.id!, crlRevocations),
+      registry: brokerRegistry(registry, brokerOptions.id!, crlRevocations, graph),
       events: bus,
       clock,
       log,

@@ -355,9 +355,9 @@ export class DeviceBroker {
       }
     }
 
-    const facts = this.#facts(connection, client.id, verdict.ok ? undefined : verdict.detail);
     const seconds = (this.#now() - started) / 1000;
     if (!verdict.ok) {
+      const facts = this.#facts(connection, client.id, verdict.detail);
       this.sessions.untrack(session);
       this.#telemetry.decided(seconds);
       this.#telemetry.refused(verdict.reason, facts);
@@ -366,7 +366,8 @@ export class DeviceBroker {
     }
     session.phase = 'authenticated';
     this.#noteTakeover(session);
-    this.#telemetry.admitted({ ...facts, grant: session.grant?.id, monitored: session.monitored || undefined }, seconds);
+    // One line per admission, with what identifies it: the serial leads to the rest.
+    this.#telemetry.admitted({ clientId: client.id, deviceId: session.deviceId, serial: certificate?.serial, peer: peer.address, grant: session.grant?.id, monitored: session.monitored || undefined }, seconds);
     return undefined;
   }
 

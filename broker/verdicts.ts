@@ -24,59 +24,94 @@ export class RegistryUnavailableError extends Error {
   override readonly name = 'RegistryUnavailableError';
 }
 
+/** What a spoiled read hands its readers: ask again. */
+const SPOILED = Symbol('spoiled');
+
+/**
+ * A registry read in flight. An event about what it reads spoils it: its readers stop
+ * waiting at once and ask again, and its answer, when it comes, is not cached.
+ */
+interface Lookup {
+  promise: Promise<Standing | typeof SPOILED>;
+  spoil(): void;
+}
+
 export class VerdictCache {
   readonly #cache: LRUCache<Fingerprint, Standing>;
-  /** Counts device status events; a lookup that straddles one is repeated. */
-  #deviceEpoch = 0;
+  /** One read per fingerprint at a time, shared by every CONNECT that needs it. */
+  readonly #inFlight = new Map<Fingerprint, Lookup>();
   /** Set while events may be missed (a cluster node cut off from its bus): every lookup reads the registry. */
   #readThrough = false;
 
-  constructor(source: AdmissionSource, private readonly options: VerdictCacheOptions) {
-    this.#cache = new LRUCache<Fingerprint, Standing>({
-      max: options.maxEntries,
-      ttl: options.ttlMs,
-      // Never serve a stale answer, and let a set() during a lookup abort that lookup: an
-      // event's tombstone must win over a read that started before it (DESIGN, lru-cache 11).
-      allowStale: false,
-      ignoreFetchAbort: false,
-      fetchMethod: async (fingerprint, _stale, { options: entry }) => {
-        let record: AdmissionRecord | undefined;
-        try {
-          record = await source.admissionRecord(fingerprint);
-        } catch (cause) {
-          // Typed here, so standing() can tell a failing registry from an aborted lookup.
-          throw new RegistryUnavailableError('registry lookup failed', { cause });
-        }
-        if (record) return { kind: 'registered', record };
-        entry.ttl = this.options.unregisteredTtlMs; // remember a miss only briefly
-        return { kind: 'unregistered' };
-      },
-    });
+  constructor(
+    private readonly source: AdmissionSource,
+    private readonly options: VerdictCacheOptions,
+  ) {
+    // Never serve a stale answer. (lru-cache's own fetch() would also abort a read that an
+    // event overtakes, but at the price of an AbortController per read: the lookups in flight
+    // below do the same for less.)
+    this.#cache = new LRUCache<Fingerprint, Standing>({ max: options.maxEntries, ttl: options.ttlMs, allowStale: false });
   }
 
   async standing(fingerprint: Fingerprint): Promise<Standing> {
-    // An event about this certificate aborts a lookup in flight (lru-cache drops or replaces
-    // the entry). Then the event's tombstone is the answer, or else a second read, made after
-    // the event's commit. An event about a device cannot name the lookups it spoils, so any
-    // device event during a lookup sends it round again too. Events are published after
-    // they are durable, so the second read sees them.
+    // An event about this certificate, or about any device, spoils the reads in flight: then
+    // the event's tombstone is the answer, or else a second read, made after the event's
+    // commit. Events are published after they are durable, so the second read sees them.
     for (let attempt = 0; attempt < 3; attempt++) {
-      const deviceEpoch = this.#deviceEpoch;
-      let standing: Standing | undefined;
-      try {
-        standing = await this.#cache.fetch(fingerprint, this.#readThrough ? { forceRefresh: true } : undefined);
-      } catch (error) {
-        if (error instanceof RegistryUnavailableError) throw error;
-        continue; // aborted by an event
+      if (!this.#readThrough) {
+        const cached = this.#cache.get(fingerprint);
+        if (cached) return cached;
       }
-      if (deviceEpoch !== this.#deviceEpoch) {
-        this.#cache.delete(fingerprint);
-        continue;
-      }
-      standing ??= this.#cache.get(fingerprint);
-      if (standing) return standing;
+      const standing = await (this.#inFlight.get(fingerprint) ?? this.#read(fingerprint)).promise;
+      if (standing !== SPOILED) return standing;
     }
     throw new RegistryUnavailableError('registry lookup kept being overtaken by status changes');
+  }
+
+  #read(fingerprint: Fingerprint): Lookup {
+    let settle!: (standing: Standing | typeof SPOILED) => void;
+    let fail!: (error: unknown) => void;
+    let spoiled = false;
+    const lookup: Lookup = {
+      promise: new Promise((resolve, reject) => ((settle = resolve), (fail = reject))),
+      spoil: () => {
+        spoiled = true;
+        settle(SPOILED);
+      },
+    };
+    this.#inFlight.set(fingerprint, lookup);
+    const done = () => {
+      if (this.#inFlight.get(fingerprint) === lookup) this.#inFlight.delete(fingerprint);
+    };
+    (async () => this.source.admissionRecord(fingerprint))().then(
+      (record) => {
+        done();
+        if (spoiled) return;
+        const standing: Standing = record ? { kind: 'registered', record } : { kind: 'unregistered' };
+        // A miss is remembered only briefly: enrollment follows.
+        this.#cache.set(fingerprint, standing, record ? undefined : { ttl: this.options.unregisteredTtlMs });
+        settle(standing);
+      },
+      (cause: unknown) => {
+        done();
+        fail(new RegistryUnavailableError('registry lookup failed', { cause }));
+      },
+    );
+    return lookup;
+  }
+
+  #spoil(fingerprint: Fingerprint): void {
+    const lookup = this.#inFlight.get(fingerprint);
+    if (!lookup) return;
+    this.#inFlight.delete(fingerprint);
+    lookup.spoil();
+  }
+
+  /** A device event cannot name the reads it spoils: it spoils them all. */
+  #spoilAll(): void {
+    const lookups = [...this.#inFlight.values()];
+    this.#inFlight.clear();
+    for (const lookup of lookups) lookup.spoil();
   }
 
   /**
@@ -90,21 +125,24 @@ export class VerdictCache {
   /** Forgets everything, revocation tombstones included: the registry is read afresh. */
   clear(): void {
     this.#cache.clear();
+    this.#spoilAll();
   }
 
   /** Drops what is known of a certificate, so the next lookup reads the registry. */
   forget(fingerprint: Fingerprint): void {
     this.#cache.delete(fingerprint);
+    this.#spoil(fingerprint);
   }
 
   /** Applies a registry event; runs before sessions are closed, so no CONNECT slips between. */
   apply(event: RegistryEvent): void {
     switch (event.type) {
       case 'certificate.created':
-        this.#cache.delete(event.fingerprint);
+        this.forget(event.fingerprint);
         break;
       case 'certificate.status': {
         const current = this.#cache.peek(event.fingerprint);
+        this.#spoil(event.fingerprint);
         if (event.status === 'REVOKED' && current?.kind === 'registered') {
           // REVOKED is terminal: keep it as a tombstone with no expiry.
           this.#cache.set(event.fingerprint, { kind: 'registered', record: { ...current.record, certificateStatus: 'REVOKED' } }, { ttl: 0 });
@@ -114,7 +152,7 @@ export class VerdictCache {
         break;
       }
       case 'device.status':
-        this.#deviceEpoch++;
+        this.#spoilAll();
         for (const [fingerprint, standing] of this.#cache.entries()) {
           if (standing.kind === 'registered' && standing.record.deviceId === event.deviceId) this.#cache.delete(fingerprint);
         }

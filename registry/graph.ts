@@ -1,7 +1,9 @@
 // The fleet graph: CAs, certificates, devices, groups and gateways as one directed graph
 // (graphology), built from the store at start and kept in step by the registry's events.
 // It answers questions about structure — what is under a CA, who is in a group, whom a
-// gateway speaks for — never the per-CONNECT decision, which stays on indexed queries.
+// gateway speaks for — never the per-CONNECT decision, which stays on indexed queries. The
+// one thing a CONNECT asks it is a node lookup, not a walk: whether the device has any grant
+// at all (see hasNoGrants).
 import { DirectedGraph } from 'graphology';
 import type { RegistryEvent } from './events.js';
 import type { CertificateStatus } from './model.js';
@@ -15,6 +17,8 @@ interface NodeAttributes {
   kind: Kind;
   /** Certificates only. */
   status?: CertificateStatus;
+  /** Devices only: marked a gateway (it speaks for its children). */
+  gateway?: boolean;
 }
 interface EdgeAttributes {
   kind: EdgeKind;
@@ -41,7 +45,7 @@ export class FleetGraph {
       if (ca.parentId) graph.#edge('ca', ca.id, 'ca', ca.parentId, 'issued-by');
     }
     for (const d of await store.devices.edges()) {
-      graph.#node('device', d.id);
+      graph.#device(d.id, d.gateway);
       if (d.gatewayId) graph.#edge('device', d.id, 'device', d.gatewayId, 'child-of');
     }
     for (const c of await store.certificates.edges()) graph.#certificate(c.serial, c.caId, c.deviceId, c.status);
@@ -66,7 +70,7 @@ export class FleetGraph {
         if (event.parentId) this.#edge('ca', event.caId, 'ca', event.parentId, 'issued-by');
         break;
       case 'device.created':
-        this.#node('device', event.deviceId);
+        this.#device(event.deviceId, event.gateway);
         break;
       case 'certificate.created':
         this.#certificate(event.serial, event.caId, event.deviceId, event.status);
@@ -75,8 +79,7 @@ export class FleetGraph {
         if (this.#graph.hasNode(key('cert', event.serial))) this.#graph.setNodeAttribute(key('cert', event.serial), 'status', event.status);
         break;
       case 'device.topology': {
-        const child = key('device', event.deviceId);
-        this.#node('device', event.deviceId);
+        const child = this.#device(event.deviceId, event.gateway);
         for (const edge of this.#graph.outEdges(child)) if (this.#graph.getEdgeAttribute(edge, 'kind') === 'child-of') this.#graph.dropEdge(edge);
         if (event.gatewayId) this.#edge('device', event.deviceId, 'device', event.gatewayId, 'child-of');
         break;
@@ -136,6 +139,24 @@ export class FleetGraph {
       .filter((edge) => this.#graph.getEdgeAttribute(edge, 'kind') === 'child-of')
       .map((edge) => idOf(this.#graph.source(edge)))
       .sort();
+  }
+
+  /**
+   * Whether a device is no gateway and in no group, so its topics are its own namespace
+   * alone; undefined for a device the graph does not know (yet). A node lookup, so a CONNECT
+   * may ask it.
+   */
+  hasNoGrants(deviceId: string): boolean | undefined {
+    const node = key('device', deviceId);
+    if (!this.#graph.hasNode(node)) return undefined;
+    if (this.#graph.getNodeAttribute(node, 'gateway') === true) return false;
+    return !this.#graph.someOutEdge(node, (_edge, attributes) => attributes.kind === 'member-of');
+  }
+
+  #device(id: string, gateway: boolean): string {
+    const node = this.#node('device', id);
+    this.#graph.setNodeAttribute(node, 'gateway', gateway);
+    return node;
   }
 
   #node(kind: Kind, id: string): string {

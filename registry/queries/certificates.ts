@@ -2,7 +2,7 @@ import type { Selectable } from 'kysely';
 import type { DeviceId, Fingerprint, SerialHex } from '../ids.js';
 import type { AdmissionRecord, CertificateRecord, CertificateStatus, DeviceStatus } from '../model.js';
 import type { CertificatesTable } from '../schema.js';
-import { chunks, insertRows, orUndefined, toDate, toOptionalDate, type QueryContext } from './executor.js';
+import { chunks, insertRows, orUndefined, selectWhereIn, toDate, toOptionalDate, type QueryContext } from './executor.js';
 
 function toCertificate(row: Selectable<CertificatesTable>): CertificateRecord {
   return {
@@ -178,22 +178,24 @@ export class CertificateQueries {
   async admissionRecords(fingerprints: readonly Fingerprint[]): Promise<Map<Fingerprint, AdmissionRecord>> {
     const found = new Map<Fingerprint, AdmissionRecord>();
     for (const slice of chunks([...new Set(fingerprints)])) {
-      const rows = await this.q.db
-        .selectFrom('certificates')
-        .innerJoin('devices', 'devices.id', 'certificates.device_id')
-        .select([
-          'certificates.serial',
-          'certificates.fingerprint',
-          'certificates.device_id',
-          'certificates.status as certificate_status',
-          'devices.status as device_status',
-          'certificates.not_before',
-          'certificates.not_after',
-          'certificates.ca_id',
-          'certificates.predecessor_retires_at',
-        ])
-        .where('certificates.fingerprint', 'in', slice)
-        .execute();
+      // Every CONNECT the verdict cache cannot answer comes here: compiled once (selectWhereIn).
+      const rows = await selectWhereIn(this.q, 'admissionRecords', slice, (values) =>
+        this.q.db
+          .selectFrom('certificates')
+          .innerJoin('devices', 'devices.id', 'certificates.device_id')
+          .select([
+            'certificates.serial',
+            'certificates.fingerprint',
+            'certificates.device_id',
+            'certificates.status as certificate_status',
+            'devices.status as device_status',
+            'certificates.not_before',
+            'certificates.not_after',
+            'certificates.ca_id',
+            'certificates.predecessor_retires_at',
+          ])
+          .where('certificates.fingerprint', 'in', values as Fingerprint[]),
+      );
       for (const row of rows) {
         found.set(row.fingerprint as Fingerprint, {
           serial: row.serial as SerialHex,

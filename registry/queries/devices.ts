@@ -93,8 +93,8 @@ export class DeviceQueries {
   }
 
   /** Every device's id and gateway, for building the fleet graph. */
-  async edges(): Promise<{ id: DeviceId; gatewayId?: DeviceId }[]> {
-    const rows = await this.q.db.selectFrom('devices').select(['id', 'gateway_id']).execute();
-    return rows.map((r) => ({ id: r.id as DeviceId, gatewayId: orUndefined(r.gateway_id) as DeviceId | undefined }));
+  async edges(): Promise<{ id: DeviceId; gateway: boolean; gatewayId?: DeviceId }[]> {
+    const rows = await this.q.db.selectFrom('devices').select(['id', 'gateway', 'gateway_id']).execute();
+    return rows.map((r) => ({ id: r.id as DeviceId, gateway: Boolean(r.gateway), gatewayId: orUndefined(r.gateway_id) as DeviceId | undefined }));
   }
 }

@@ -1,7 +1,7 @@
 // What every query module runs on: the root Kysely instance or a transaction, plus the one
 // dialect difference queries need (row locks exist in PostgreSQL only; SQLite serializes
 // writers anyway).
-import { CompiledQuery, type InsertObject, type Kysely, type Transaction } from 'kysely';
+import { CompiledQuery, type Compilable, type InsertObject, type Kysely, type Transaction } from 'kysely';
 import type { Dialect } from '../migrations.js';
 import type { RegistryDatabase } from '../schema.js';
 
@@ -43,4 +43,29 @@ export async function insertRows<T extends keyof RegistryDatabase>(q: QueryConte
     }
     await q.db.executeQuery(CompiledQuery.raw(sql, slice.flat()));
   }
+}
+
+const compiledSelects = new Map<string, string>();
+
+/**
+ * Runs a SELECT whose only parameters are one IN list, with its SQL compiled once per list
+ * length: these are the queries a CONNECT storm makes, and Kysely building and compiling a
+ * query tree each time costs more than SQLite answering it. Lists are padded to a power of
+ * two (repeating a value changes nothing in IN), so a handful of lengths cover every batch.
+ */
+export async function selectWhereIn<Row>(q: QueryContext, name: string, values: readonly unknown[], build: (values: readonly unknown[]) => Compilable<Row>): Promise<Row[]> {
+  if (values.length === 0) return [];
+  let length = 1;
+  while (length < values.length) length *= 2;
+  const padded = values.length === length ? values : [...values, ...new Array<unknown>(length - values.length).fill(values[0])];
+  const key = `${q.dialect}:${name}:${length}`;
+  let sql = compiledSelects.get(key);
+  if (sql === undefined) {
+    const compiled = build(padded).compile();
+    // Only the list may be bound: anything else would be frozen into the cached SQL.
+    if (compiled.parameters.length !== length) throw new Error(`${name}: a cached IN query binds ${compiled.parameters.length} parameters for ${length} values`);
+    sql = compiled.sql;
+    compiledSelects.set(key, sql);
+  }
+  return (await q.db.executeQuery<Row>(CompiledQuery.raw(sql, [...padded]))).rows;
 }

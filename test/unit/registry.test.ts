@@ -426,9 +426,20 @@ for (const backend of BACKENDS) {
           assert.deepEqual([...radius.devices.ids].sort(), ['p', 'q']);
           assert.deepEqual(graph.members('grp'), ['p']);
           assert.deepEqual(graph.children('gw2'), ['q']);
+          // A CONNECT asks only this: no gateway and no group means its own namespace alone.
+          assert.equal(graph.hasNoGrants('q'), true, 'a child is granted nothing itself');
+          assert.equal(graph.hasNoGrants('p'), false, 'a group member');
+          assert.equal(graph.hasNoGrants('gw2'), false, 'a gateway');
+          assert.equal(graph.hasNoGrants('unknown'), undefined, 'not known: the store decides');
         }
         assert.deepEqual(live.size, rebuilt.size);
         assert.equal(live.blastRadius('nope'), undefined);
+
+        // Kept in step: leaving the group and turning into a gateway move the answer at once.
+        await registry.groups.setMembership('grp', id('p'), false, operator);
+        assert.equal(live.hasNoGrants('p'), true);
+        await registry.groups.setGateway(id('q'), true, operator);
+        assert.equal(live.hasNoGrants('q'), false);
       });
     });
 
