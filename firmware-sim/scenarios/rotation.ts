@@ -4,7 +4,7 @@
 // unacknowledged. Once a device runs on its new certificate, the old one is revoked: a device
 // still using it would be thrown off, so no drop afterwards proves the switch happened.
 // Passes only with zero failed connects and zero lost QoS 1 readings.
-import { ApiError } from '../api-client.js';
+import { errorCode } from '../error-code.js';
 import type { FirmwareDevice } from '../device/firmware.js';
 import { criterion, timedPhase, type Scenario } from './scenario.js';
 
@@ -43,7 +43,7 @@ export const rotation: Scenario = {
           },
           (error: unknown) => {
             revoking--;
-            const code = error instanceof ApiError ? error.code : 'error';
+            const code = errorCode(error);
             revokeErrors[code] = (revokeErrors[code] ?? 0) + 1;
             retireSwitched();
           },
