@@ -27,9 +27,15 @@ export interface ConnectTarget {
   localAddress?: string;
 }
 
-/** mqtt.js hands its options to tls.connect, which takes the prepared context as it is. */
-export function connectOptions(target: ConnectTarget): IClientOptions & { secureContext: SecureContext; localAddress?: string } {
+/**
+ * mqtt.js hands its options to tls.connect, which takes the prepared context as it is.
+ * Nagle's algorithm is off: with it, a small packet written while the previous one is still
+ * unacknowledged (a PUBACK, then the next request) waits for the broker's delayed ACK, about
+ * 40 ms — a figure of the client's socket, not of the service, in every latency measured.
+ */
+export function connectOptions(target: ConnectTarget): IClientOptions & { secureContext: SecureContext; localAddress?: string; noDelay: true } {
   return {
+    noDelay: true,
     host: target.broker.host,
     port: target.broker.port,
     protocol: 'mqtts',
