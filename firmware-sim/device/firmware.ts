@@ -1,7 +1,8 @@
-// One virtual device, behaving like firmware: it enrolls, connects over mutual TLS, keeps
-// trying with backoff when the connection fails or drops, publishes telemetry, listens on
-// its command topic, renews its certificate before it runs out, and gives up for good only
-// when the broker says it is not authorized.
+// One virtual device, behaving like firmware: it enrolls (through the API or by claim),
+// connects over mutual TLS, keeps trying with backoff when the connection fails or drops,
+// publishes telemetry, listens on its command topic, renews its certificate before it runs
+// out (over its own session, over HTTPS with its certificate, or through the operator API),
+// and gives up for good only when the broker says it is not authorized.
 //
 //   new → enrolling → connecting ⇄ backing_off
 //                        ↓    ↑         ↑
