@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CLAIM_RATE, MAX_CLAIM_RATE } from './claim-batch.js';
+import { DEFAULT_RENEWAL_CHANNELS } from './fleet.js';
 import { ENROLLMENT_CHANNELS, RENEWAL_CHANNELS, type EnrollmentChannel, type RenewalChannel } from './device/issuance.js';
 import { BarProgress, LineProgress, silentProgress } from './progress.js';
 import { formatSummary } from './report/table.js';
@@ -66,7 +67,7 @@ export function parseSimArgs(args: string[]): SimArgs {
         drain: { type: 'string', default: '10' },
         enroll: { type: 'string', default: 'api' },
         'claim-rate': { type: 'string', default: String(DEFAULT_CLAIM_RATE) },
-        renew: { type: 'string', default: 'mqtt' },
+        renew: { type: 'string', default: DEFAULT_RENEWAL_CHANNELS.join(',') },
         'report-dir': { type: 'string', default: DEFAULT_REPORT_DIR },
         data: { type: 'string', default: './data' },
         api: { type: 'string', default: 'https://127.0.0.1:8443' },

@@ -8,8 +8,7 @@ import type { MqttClient } from 'mqtt';
 import type { ApiClient, EnrolledCertificate } from '../api-client.js';
 import { makeDeviceKey, type DeviceKey } from '../identity.js';
 import type { Timers } from '../timers.js';
-import type { ClaimClient } from './claim.js';
-import { ClaimFailed } from './claim.js';
+import { ClaimFailed, type ClaimClient } from './claim.js';
 import type { Credentials, IssuedIdentity } from './credentials.js';
 import { exchange, ExchangeError, replyTopics, subscribeAll, type JsonObject } from './mqtt-exchange.js';
 

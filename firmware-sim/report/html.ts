@@ -37,7 +37,7 @@ td.ok { color: #2e7d32; font-weight: 600; } td.bad { color: #c62828; font-weight
 const PAGE_SCRIPT = `
 const report = JSON.parse(document.getElementById('report-data').textContent);
 const charts = document.getElementById('charts');
-const colors = { connects: '#2e7d32', connectFailures: '#c62828', drops: '#ef6c00', online: '#1565c0', published: '#6a1b9a', completed: '#00838f', bars: '#3949ab' };
+const colors = { enrolled: '#5d4037', connects: '#2e7d32', connectFailures: '#c62828', drops: '#ef6c00', online: '#1565c0', published: '#6a1b9a', completed: '#00838f', bars: '#3949ab' };
 function panel(title) {
   const div = document.createElement('div'); div.className = 'chart';
   const h = document.createElement('h3'); h.textContent = title; div.appendChild(h);
