@@ -4,8 +4,7 @@
 // them by — and a rate limit the fleet's pace keeps under.
 import { createSecureContext } from 'node:tls';
 import type { ApiClient } from './api-client.js';
-import type { ClaimObserver } from './device/claim.js';
-import { ClaimClient } from './device/claim.js';
+import { ClaimClient, type ClaimObserver } from './device/claim.js';
 import { MqttClaimTransport } from './device/claim-session.js';
 import type { BackoffPolicy, Random } from './device/backoff.js';
 import { ClaimEnroller } from './device/issuance.js';

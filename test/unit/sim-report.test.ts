@@ -3,6 +3,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { runInNewContext } from 'node:vm';
 import { LatencyHistogram } from '../../firmware-sim/histogram.js';
 import { chartLibrary, renderHtml } from '../../firmware-sim/report/html.js';
 import { formatSummary } from '../../firmware-sim/report/table.js';
@@ -82,6 +83,17 @@ function embeddedData(html: string): unknown {
   return JSON.parse(match[1]!);
 }
 
+/** The titles of the charts the page's own script draws, run with a stand-in document and Chart.js. */
+function chartTitles(html: string): string[] {
+  const page = [...html.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => m[1]!).at(-1)!;
+  const titles: string[] = [];
+  const element = (tag: string) => ({ className: '', appendChild: () => undefined, set textContent(text: string) { if (tag === 'h3') titles.push(text); } });
+  const data = JSON.stringify(embeddedData(html));
+  const document = { getElementById: (id: string) => (id === 'report-data' ? { textContent: data } : { appendChild: () => undefined }), createElement: element };
+  runInNewContext(page, { document, Chart: class {} });
+  return titles;
+}
+
 describe('sim reports', () => {
   it('HTML: self-contained, with the chart library and the data inline', () => {
     const r = report();
@@ -106,9 +118,14 @@ describe('sim reports', () => {
     assert.match(section, /<td>claim_rate_limited 1<\/td>/);
     assert.match(section, /<td>renewed over mqtt<\/td><td>2 ok, 0 failed<\/td>/);
     assert.match(section, /<td>renewed over https<\/td><td>2 ok, 1 failed<\/td><td><\/td><td>p50 [0-9.]+ ms, p99 [0-9.]+ ms<\/td><td>reply_timeout 1<\/td>/);
-    // The page script draws claims per second and one renewal latency chart per channel from the data.
-    assert.match(html, /Claims per second over time/);
-    assert.deepEqual(Object.keys((embeddedData(html) as RunReport).histograms.renewalMs), ['mqtt', 'https']);
+    // The page script, run against a stand-in for the page and Chart.js, draws claims per
+    // second, one renewal latency chart per channel, and the claim refusals.
+    const titles = chartTitles(html);
+    for (const title of ['Claims per second over time (devices enrolled by claim)', 'Renewal latency over mqtt (request → new certificate)', 'Renewal latency over https (request → new certificate)', 'Claim refusals by reason (claim session CONNECTs and rejected requests)']) {
+      assert.ok(titles.includes(title), `${title} in ${titles.join(' | ')}`);
+    }
+    const throughApi = chartTitles(renderHtml(report({ enroll: { ...report().enroll, via: 'api', claim: undefined } })));
+    assert.ok(throughApi.includes('Enrollments per second over time') && !throughApi.some((t) => t.startsWith('Claim')), throughApi.join(' | '));
   });
 
   it('HTML: nothing in the data can end the script element early', () => {
