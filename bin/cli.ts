@@ -39,7 +39,8 @@ const USAGE = `usage:
   fleet diagnose CERT.pem [--client-id ID] [--key KEY.pem] [--data DIR] [--database URL]
   fleet sim   [--scenario storm|telemetry|rotation|revocation|churn] [--devices N]
               [--rate MSG_PER_S] [--duration S] [--qos 0|1] [--concurrency N] [--revoke K]
-              [--drop-interval S] [--drain S] [--report-dir DIR] [--json]
+              [--drop-interval S] [--drain S] [--enroll api|claim] [--claim-rate REQ_PER_S]
+              [--renew mqtt|https|api[,…]] [--report-dir DIR] [--json]
               [--data DIR] [--api URL] [--mqtt URL] [--token T] [--ca PEM] [--prefix ID]
 
   init   create DIR (default ./data) with a dev PKI, a registry and an operator token;
@@ -72,9 +73,11 @@ const USAGE = `usage:
          mutual TLS. --public-url is the API URL its CRL distribution point names
   diagnose  walk the broker's admission checks offline for a certificate, printing each
          step's verdict and ending with the one that decides
-  sim    run a load scenario with N virtual devices that enroll through the API and
-         connect over mutual TLS like firmware; prints a summary, writes JSON and HTML
-         reports, and exits 1 when the scenario's pass criteria fail`;
+  sim    run a load scenario with N virtual devices that enroll through the API (or by
+         claim: a claim batch created for the run, paced under its rate limit), connect
+         over mutual TLS and renew (over their MQTT session, over HTTPS with their
+         certificate, or through the API) like firmware; prints a summary, writes JSON and
+         HTML reports, and exits 1 when the scenario's pass criteria fail`;
 
 class UsageError extends Error {}
 

@@ -1,6 +1,8 @@
 // The simulator talks to the service only the way a factory tool or a device would: the
-// public HTTPS API, trusting the fleet's CA bundle.
-import { request } from 'node:https';
+// public HTTPS API, trusting the fleet's CA bundle — as an operator with its token, or as a
+// device with its own certificate over mutual TLS.
+import { request, type RequestOptions } from 'node:https';
+import type { SecureContext } from 'node:tls';
 
 export interface ApiClientOptions {
   baseUrl: string;
@@ -27,6 +29,24 @@ export interface EnrolledCertificate {
   chain: string;
   notBefore: string;
   notAfter: string;
+}
+
+/** A claim batch as `POST /v1/claim-batches` answers it (without a CSR: the claim key comes once, here). */
+export interface CreatedClaimBatch {
+  id: string;
+  clientIdPrefix: string;
+  rateLimit: { perSecond: number; burst: number };
+  certificate: string;
+  chain: string;
+  key: string;
+  notAfter: string;
+}
+
+export interface NewClaimBatch {
+  name: string;
+  template: { deviceId: string; parameters: Record<string, { pattern?: string; required?: boolean }>; attributes?: Record<string, unknown>; groups?: string[] };
+  rateLimit?: { perSecond: number; burst: number };
+  validitySeconds?: number;
 }
 
 export interface DeviceView {
@@ -77,20 +97,34 @@ export class ApiClient {
     return this.#call('GET', `/v1/devices/${encodeURIComponent(id)}`) as Promise<DeviceView>;
   }
 
-  #call(method: string, path: string, body?: unknown): Promise<unknown> {
+  createClaimBatch(batch: NewClaimBatch): Promise<CreatedClaimBatch> {
+    return this.#call('POST', '/v1/claim-batches', batch) as Promise<CreatedClaimBatch>;
+  }
+
+  /**
+   * `POST /v1/renew` as the device itself: its current certificate (in `secureContext`, with
+   * the fleet's CA bundle) is the credential, no token. A connection of its own each time —
+   * a pooled one could carry another device's certificate.
+   */
+  renewAsDevice(secureContext: SecureContext, csr: string): Promise<EnrolledCertificate> {
+    return this.#call('POST', '/v1/renew', { csr }, { secureContext, agent: false }) as Promise<EnrolledCertificate>;
+  }
+
+  #call(method: string, path: string, body?: unknown, asDevice?: { secureContext: SecureContext; agent: false }): Promise<unknown> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const options: RequestOptions & { secureContext?: SecureContext } = {
+      method,
+      ...(asDevice ?? { ca: this.options.ca }),
+      headers: {
+        accept: 'application/json',
+        ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
+        ...(this.options.token && !asDevice ? { authorization: `Bearer ${this.options.token}` } : {}),
+      },
+    };
     return new Promise((resolve, reject) => {
       const req = request(
         new URL(path, this.options.baseUrl),
-        {
-          method,
-          ca: this.options.ca,
-          headers: {
-            accept: 'application/json',
-            ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
-            ...(this.options.token ? { authorization: `Bearer ${this.options.token}` } : {}),
-          },
-        },
+        options,
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (chunk: Buffer) => chunks.push(chunk));

@@ -6,6 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { DEFAULT_CLAIM_RATE, MAX_CLAIM_RATE } from './claim-batch.js';
+import { DEFAULT_RENEWAL_CHANNELS } from './fleet.js';
+import { ENROLLMENT_CHANNELS, RENEWAL_CHANNELS, type EnrollmentChannel, type RenewalChannel } from './device/issuance.js';
 import { BarProgress, LineProgress, silentProgress } from './progress.js';
 import { formatSummary } from './report/table.js';
 import { DEFAULT_REPORT_DIR, writeReports } from './report/write.js';
@@ -15,7 +18,8 @@ import { SCENARIO_NAMES, type ScenarioName, type ScenarioOptions } from './scena
 
 export const SIM_USAGE = `fleet sim [--scenario storm|telemetry|rotation|revocation|churn] [--devices 10]
           [--rate 1] [--duration 10] [--qos 0|1] [--concurrency 32] [--revoke K]
-          [--drop-interval 5] [--drain 10] [--report-dir ./sim-reports] [--json]
+          [--drop-interval 5] [--drain 10] [--enroll api|claim] [--claim-rate ${DEFAULT_CLAIM_RATE}]
+          [--renew mqtt|https|api[,…]] [--report-dir ./sim-reports] [--json]
           [--data DIR] [--api URL] [--mqtt URL] [--token TOKEN] [--ca PEM] [--prefix ID]`;
 
 class UsageError extends Error {}
@@ -31,6 +35,9 @@ interface SimArgs {
   scenario: ScenarioName;
   options: ScenarioOptions;
   concurrency: number;
+  enrollVia: EnrollmentChannel;
+  claimRate: number;
+  renewVia: RenewalChannel[];
   data: string;
   api: string;
   mqtt: string;
@@ -58,6 +65,9 @@ export function parseSimArgs(args: string[]): SimArgs {
         revoke: { type: 'string' },
         'drop-interval': { type: 'string', default: '5' },
         drain: { type: 'string', default: '10' },
+        enroll: { type: 'string', default: 'api' },
+        'claim-rate': { type: 'string', default: String(DEFAULT_CLAIM_RATE) },
+        renew: { type: 'string', default: DEFAULT_RENEWAL_CHANNELS.join(',') },
         'report-dir': { type: 'string', default: DEFAULT_REPORT_DIR },
         data: { type: 'string', default: './data' },
         api: { type: 'string', default: 'https://127.0.0.1:8443' },
@@ -81,6 +91,13 @@ export function parseSimArgs(args: string[]): SimArgs {
   const rate = values.rate === undefined ? 1 : number(values.rate, '--rate', { min: 0, exclusive: scenario === 'rotation' || scenario === 'telemetry' });
   const revoke = values.revoke === undefined ? Math.max(1, Math.ceil(devices / 10)) : number(values.revoke, '--revoke', { integer: true });
   if (revoke > devices) throw new UsageError(`--revoke ${revoke} is more than --devices ${devices}`);
+  const enrollVia = values.enroll as EnrollmentChannel;
+  if (!ENROLLMENT_CHANNELS.includes(enrollVia)) throw new UsageError(`--enroll must be one of ${ENROLLMENT_CHANNELS.join(', ')}, got ${values.enroll}`);
+  const claimRate = number(values['claim-rate'], '--claim-rate');
+  if (claimRate > MAX_CLAIM_RATE) throw new UsageError(`--claim-rate is at most ${MAX_CLAIM_RATE} requests a second (a claim batch's limit), got ${values['claim-rate']}`);
+  const renewVia = values.renew.split(',').map((c) => c.trim()) as RenewalChannel[];
+  const unknownChannel = renewVia.find((c) => !RENEWAL_CHANNELS.includes(c));
+  if (unknownChannel !== undefined) throw new UsageError(`--renew takes ${RENEWAL_CHANNELS.join(', ')} or a comma-separated list of them, got ${values.renew}`);
   if (values.prefix !== undefined && !/^[A-Za-z0-9._:-]{1,100}$/.test(values.prefix)) throw new UsageError('--prefix must be 1–100 characters of A–Z, a–z, 0–9, ".", "_", ":", "-"');
   return {
     scenario,
@@ -94,6 +111,9 @@ export function parseSimArgs(args: string[]): SimArgs {
       drainMs: number(values.drain, '--drain', { exclusive: false }) * 1000,
     },
     concurrency: number(values.concurrency, '--concurrency', { integer: true }),
+    enrollVia,
+    claimRate,
+    renewVia,
     data: values.data,
     api: values.api,
     mqtt: values.mqtt,
@@ -129,6 +149,9 @@ export async function runSimCommand(args: string[]): Promise<number> {
         devices: sim.options.devices,
         qos: sim.options.qos,
         concurrency: sim.concurrency,
+        enrollVia: sim.enrollVia,
+        claimRate: sim.claimRate,
+        renewVia: sim.renewVia,
       },
     });
     const files = await writeReports(report, sim.reportDir);

@@ -3,9 +3,12 @@
 // that receives their telemetry. Scenarios drive a fleet; they never reach into a device's
 // connection.
 import { ApiClient } from './api-client.js';
+import { createClaimBatch, DEFAULT_CLAIM_RATE, type SimClaimBatch } from './claim-batch.js';
 import { DEFAULT_BACKOFF, type BackoffPolicy, type Random } from './device/backoff.js';
+import { ClaimFigures } from './device/claim.js';
 import { FirmwareDevice, type DeviceEnvironment } from './device/firmware.js';
-import { OperatorCsrRenewer, OperatorEnroller, type Enroller, type Renewer } from './device/issuance.js';
+import { errorCode } from './error-code.js';
+import { HttpsRenewer, MqttRenewer, OperatorCsrRenewer, OperatorEnroller, type EnrollmentChannel, type RenewalChannel, type Renewer } from './device/issuance.js';
 import { DEFAULT_RENEWAL, type RenewalPolicy } from './device/renewal.js';
 import { BoundedGate } from './gate.js';
 import { LatencyHistogram } from './histogram.js';
@@ -34,10 +37,15 @@ export interface FleetConfig {
   /** Local addresses to spread the devices' connections over (round robin); the OS picks when empty. */
   localAddresses?: readonly string[];
   random?: Random;
-  /** Ports for enrollment and renewal; the operator API by default. */
-  enroller?: Enroller;
-  renewer?: Renewer;
+  /** How devices enroll: through the operator API (the default), or by claim over MQTT. */
+  enrollVia?: EnrollmentChannel;
+  /** By claim: the claim requests per second the batch is created to take (two per device). */
+  claimRate?: number;
+  /** How devices renew; several channels are dealt out to the devices in turn. Over MQTT by default. */
+  renewVia?: readonly RenewalChannel[];
 }
+
+export const DEFAULT_RENEWAL_CHANNELS: readonly RenewalChannel[] = Object.freeze(['mqtt']);
 
 export interface EnrollmentFigures {
   ok: number;
@@ -45,6 +53,8 @@ export interface EnrollmentFigures {
   /** Failures by error code. */
   failures: Record<string, number>;
   perSecond: number;
+  /** How long enrollment took, the claim batch's creation included. */
+  durationS: number;
   latency: LatencyHistogram;
 }
 
@@ -99,6 +109,12 @@ export class SimFleet {
   /** Enrolled devices, in id order. */
   devices: FirmwareDevice[] = [];
   reader: TelemetryReader | undefined;
+  /** The claim batch the fleet enrolled by, when it enrolls by claim. */
+  claimBatch: SimClaimBatch | undefined;
+  readonly claims = new ClaimFigures();
+  readonly enrollVia: EnrollmentChannel;
+  readonly renewVia: readonly RenewalChannel[];
+  readonly #renewers: readonly Renewer[];
   #ticker: TelemetryTicker | undefined;
   #telemetrySince: number | undefined;
   #telemetryMs = 0;
@@ -107,6 +123,15 @@ export class SimFleet {
     this.api = new ApiClient({ baseUrl: config.apiUrl, ca: config.caPem, token: config.token });
     this.broker = brokerAddress(config.mqttUrl);
     this.gate = new BoundedGate(config.concurrency);
+    this.enrollVia = config.enrollVia ?? 'api';
+    this.renewVia = config.renewVia?.length ? [...new Set(config.renewVia)] : DEFAULT_RENEWAL_CHANNELS;
+    const connectTimeoutMs = config.connectTimeoutMs ?? 20_000;
+    const renewers: Record<RenewalChannel, () => Renewer> = {
+      mqtt: () => new MqttRenewer(this.timers, connectTimeoutMs),
+      https: () => new HttpsRenewer(this.api),
+      api: () => new OperatorCsrRenewer(this.api),
+    };
+    this.#renewers = this.renewVia.map((channel) => renewers[channel]());
     this.env = {
       broker: this.broker,
       caPem: config.caPem,
@@ -114,47 +139,67 @@ export class SimFleet {
       random: config.random ?? Math.random,
       backoff: config.backoff ?? DEFAULT_BACKOFF,
       renewal: config.renewal ?? DEFAULT_RENEWAL,
-      enroller: config.enroller ?? new OperatorEnroller(this.api),
-      renewer: config.renewer ?? new OperatorCsrRenewer(this.api),
+      // By claim, the enroller comes with the claim batch, made when enrollment starts.
+      enroller: new OperatorEnroller(this.api),
+      renewer: this.#renewers[0]!,
       gate: this.gate,
       observer: this.recorder,
       qos: config.qos,
       keepaliveSeconds: config.keepaliveSeconds ?? 60,
-      connectTimeoutMs: config.connectTimeoutMs ?? 20_000,
+      connectTimeoutMs,
     };
   }
 
-  /** Every device makes its key and enrolls; the ones that fail are counted and left out. */
+  /**
+   * Every device makes its key and enrolls; the ones that fail are counted and left out. By
+   * claim, the claim batch is created first, through the API, as the factory would.
+   */
   async enroll(onProgress: (done: number) => void = () => undefined): Promise<EnrollmentFigures> {
+    const started = this.timers.now();
+    if (this.enrollVia === 'claim' && !this.claimBatch) {
+      this.claimBatch = await createClaimBatch({
+        api: this.api,
+        prefix: this.config.idPrefix,
+        requestsPerSecond: this.config.claimRate ?? DEFAULT_CLAIM_RATE,
+        caPem: this.config.caPem,
+        broker: this.broker,
+        timers: this.timers,
+        random: this.env.random,
+        backoff: this.env.backoff,
+        connectTimeoutMs: this.env.connectTimeoutMs,
+        observer: this.claims,
+      });
+      this.env.enroller = this.claimBatch.enroller;
+    }
     const ids = deviceIds(this.config.idPrefix, this.config.devices);
     const addresses = this.config.localAddresses ?? [];
     const enrolled: (FirmwareDevice | undefined)[] = new Array<FirmwareDevice | undefined>(ids.length);
     const failures: Record<string, number> = {};
     const latency = new LatencyHistogram();
-    const started = this.timers.now();
     let done = 0;
     await inPool(ids, this.config.concurrency, async (id, i) => {
-      const device = new FirmwareDevice(id, this.env, addresses.length ? addresses[i % addresses.length] : undefined);
+      const device = new FirmwareDevice(id, this.env, { localAddress: addresses.length ? addresses[i % addresses.length] : undefined, renewer: this.#renewers[i % this.#renewers.length] });
       const t0 = this.timers.now();
       try {
         await device.enroll();
         latency.record(this.timers.now() - t0);
+        this.recorder.enrolled();
         enrolled[i] = device;
       } catch (error) {
-        const code = (error as { code?: unknown }).code;
-        const key = typeof code === 'string' || typeof code === 'number' ? String(code) : 'error';
+        const key = errorCode(error);
         failures[key] = (failures[key] ?? 0) + 1;
       }
       onProgress(++done);
     });
     this.devices = enrolled.filter((d): d is FirmwareDevice => d !== undefined);
     const failed = ids.length - this.devices.length;
-    return { ok: this.devices.length, failed, failures, perSecond: this.devices.length / ((this.timers.now() - started) / 1000), latency };
+    const durationS = (this.timers.now() - started) / 1000;
+    return { ok: this.devices.length, failed, failures, perSecond: this.devices.length / durationS, durationS, latency };
   }
 
-  /** Enrolls and connects the backend reader of the fleet's telemetry. */
+  /** Enrolls and connects the backend reader of the fleet's telemetry: a backend service, registered through the operator API whatever way the devices enroll. */
   async startReader(qos: 0 | 1): Promise<TelemetryReader> {
-    const reader = await TelemetryReader.enroll(this.api, this.env.enroller, `${this.config.idPrefix}-reader`, `${this.config.idPrefix}-readers`, this.config.caPem, this.timers);
+    const reader = await TelemetryReader.enroll(this.api, new OperatorEnroller(this.api), `${this.config.idPrefix}-reader`, `${this.config.idPrefix}-readers`, this.config.caPem, this.timers);
     await reader.connect(this.broker, qos, this.env.connectTimeoutMs);
     this.reader = reader;
     return reader;

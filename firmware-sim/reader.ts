@@ -3,10 +3,12 @@
 // numbers arrived from which device, so QoS 1 loss and duplicates are counted where a real
 // consumer would see them.
 import type { SecureContext } from 'node:tls';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import type { ApiClient } from './api-client.js';
 import type { Enroller } from './device/issuance.js';
 import { credentialsOf } from './device/credentials.js';
+import { connectOnce, endClient } from './device/mqtt-connect.js';
+import { subscribeAll } from './device/mqtt-exchange.js';
 import { DeliveryLedger } from './device/outbox.js';
 import { LatencyHistogram } from './histogram.js';
 import type { Clock } from './timers.js';
@@ -38,35 +40,15 @@ export class TelemetryReader {
 
   /** Connects and subscribes; rejects if the broker refuses either. */
   async connect(broker: { host: string; port: number }, qos: 0 | 1, connectTimeoutMs: number): Promise<void> {
-    const options: IClientOptions & { secureContext: SecureContext } = {
-      host: broker.host,
-      port: broker.port,
-      protocol: 'mqtts',
-      clientId: this.id,
-      secureContext: this.secureContext,
-      protocolVersion: 4,
-      clean: true,
-      keepalive: 60,
-      reconnectPeriod: 0,
-      connectTimeout: connectTimeoutMs,
-    };
-    const client = mqtt.connect(options);
+    const client = await connectOnce({ broker, clientId: this.id, secureContext: this.secureContext, keepaliveSeconds: 60, connectTimeoutMs });
     this.#client = client;
-    await new Promise<void>((resolve, reject) => {
-      client.once('connect', () => resolve());
-      client.once('error', reject);
-      client.once('close', () => reject(new Error('the telemetry reader could not connect')));
-    });
-    client.on('error', () => undefined);
     client.on('close', () => {
       if (!this.#closing) this.counts.drops++;
     });
     client.on('message', (topic, payload) => this.#receive(topic, payload));
-    const granted = await new Promise<number>((resolve, reject) =>
-      client.subscribe(TELEMETRY_FILTER, { qos }, (error, grants) => (error ? reject(error) : resolve(grants?.[0]?.qos ?? 0x80))),
-    );
-    // A refused SUBSCRIBE is answered with 0x80 (MQTT 3.1.1 §3.9.3).
-    if (granted === 0x80) throw new Error(`the broker refused the telemetry reader's subscription to ${TELEMETRY_FILTER}`);
+    await subscribeAll(client, [TELEMETRY_FILTER], qos).catch((error: Error) => {
+      throw new Error(`the broker refused the telemetry reader's subscription to ${TELEMETRY_FILTER}`, { cause: error });
+    });
   }
 
   /** Sends one command to a device, QoS 1. */
@@ -79,8 +61,7 @@ export class TelemetryReader {
 
   async close(): Promise<void> {
     this.#closing = true;
-    const client = this.#client;
-    if (client) await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+    if (this.#client) await endClient(this.#client);
   }
 
   #receive(topic: string, payload: Buffer): void {

@@ -2,12 +2,23 @@
 // one-second bucket over time, latency histograms, refusals by reason. Its size depends on
 // the run's length, never on how many messages flowed.
 import type { DeviceObserver, FirmwareDevice } from './device/firmware.js';
+import type { RenewalChannel } from './device/issuance.js';
+import { errorCode } from './error-code.js';
 import { LatencyHistogram } from './histogram.js';
 import type { Clock } from './timers.js';
 
 export const BUCKET_MS = 1000;
 
-export type SeriesName = 'attempts' | 'connects' | 'connectFailures' | 'drops' | 'published' | 'completed' | 'online';
+export type SeriesName = 'enrolled' | 'attempts' | 'connects' | 'connectFailures' | 'drops' | 'published' | 'completed' | 'online';
+
+/** Renewals over one channel. */
+export interface ChannelRenewals {
+  renewed: number;
+  failed: number;
+  /** Failures by code: the API's or the broker's, or what went wrong on the way. */
+  failures: Map<string, number>;
+  latency: LatencyHistogram;
+}
 
 export interface Mark {
   /** Seconds since the run started. */
@@ -23,7 +34,8 @@ export class Recorder implements DeviceObserver {
   readonly refusals = new Map<string, number>();
   readonly stoppedBy = new Map<string, number>();
   readonly totals = { attempts: 0, connects: 0, reconnects: 0, connectFailures: 0, drops: 0, published: 0, completed: 0, renewals: 0, renewalFailures: 0, commands: 0 };
-  readonly series: Record<SeriesName, number[]> = { attempts: [], connects: [], connectFailures: [], drops: [], published: [], completed: [], online: [] };
+  readonly series: Record<SeriesName, number[]> = { enrolled: [], attempts: [], connects: [], connectFailures: [], drops: [], published: [], completed: [], online: [] };
+  readonly renewalsVia = new Map<RenewalChannel, ChannelRenewals>();
   readonly marks: Mark[] = [];
   readonly #dropListeners: ((device: FirmwareDevice, at: number) => void)[] = [];
 
@@ -51,6 +63,11 @@ export class Recorder implements DeviceObserver {
   onDrop(listener: (device: FirmwareDevice, at: number) => void): () => void {
     this.#dropListeners.push(listener);
     return () => this.#dropListeners.splice(this.#dropListeners.indexOf(listener), 1);
+  }
+
+  /** A device enrolled (through the API or by claim). */
+  enrolled(): void {
+    this.#count('enrolled');
   }
 
   attempt(): void {
@@ -92,13 +109,26 @@ export class Recorder implements DeviceObserver {
     this.#count('completed');
   }
 
-  renewed(_device: FirmwareDevice, _previous: string, _serial: string, latencyMs: number): void {
+  renewed(_device: FirmwareDevice, channel: RenewalChannel, latencyMs: number): void {
     this.totals.renewals++;
     this.renewalLatency.record(latencyMs);
+    const via = this.#renewalsVia(channel);
+    via.renewed++;
+    via.latency.record(latencyMs);
   }
 
-  renewalFailed(): void {
+  renewalFailed(_device: FirmwareDevice, channel: RenewalChannel, error: unknown): void {
     this.totals.renewalFailures++;
+    const key = errorCode(error);
+    const via = this.#renewalsVia(channel);
+    via.failed++;
+    via.failures.set(key, (via.failures.get(key) ?? 0) + 1);
+  }
+
+  #renewalsVia(channel: RenewalChannel): ChannelRenewals {
+    let via = this.renewalsVia.get(channel);
+    if (!via) this.renewalsVia.set(channel, (via = { renewed: 0, failed: 0, failures: new Map(), latency: new LatencyHistogram() }));
+    return via;
   }
 
   command(): void {

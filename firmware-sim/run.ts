@@ -1,9 +1,12 @@
 // A scenario run, start to end: enroll the fleet (and the telemetry reader when the scenario
 // publishes), connect every device, measure the simulator's own memory at full strength,
 // hand over to the scenario, and gather everything into one report.
-import { memorySample, SimFleet, type FleetConfig, type MemorySample } from './fleet.js';
+import type { ClaimStep } from './device/claim.js';
+import type { EnrollmentChannel, RenewalChannel } from './device/issuance.js';
+import { memorySample, SimFleet, type EnrollmentFigures, type FleetConfig, type MemorySample } from './fleet.js';
 import type { HistogramBucket, Summary } from './histogram.js';
-import type { Mark, SeriesName } from './recorder.js';
+import type { Rate } from './pacer.js';
+import type { Mark, Recorder, SeriesName } from './recorder.js';
 import { BUCKET_MS } from './recorder.js';
 import { criterion, type Criterion, type ProgressSink, type Scenario, type ScenarioName, type ScenarioOptions } from './scenarios/scenario.js';
 
@@ -18,7 +21,18 @@ export interface RunReport {
   options: ScenarioOptions & { concurrency: number; idPrefix: string; apiUrl: string; mqttUrl: string };
   criteria: Criterion[];
   devices: { requested: number; enrolled: number; onlineAtEnd: number; stoppedBy: Record<string, number> };
-  enroll: { ok: number; failed: number; failures: Record<string, number>; perSecond: number; latencyMs: Summary };
+  enroll: {
+    /** How the devices enrolled: through the operator API, or by claim over MQTT. */
+    via: EnrollmentChannel;
+    ok: number;
+    failed: number;
+    failures: Record<string, number>;
+    /** Devices enrolled per second (claims per second, by claim). */
+    perSecond: number;
+    durationS: number;
+    latencyMs: Summary;
+    claim?: ClaimReport;
+  };
   connect: {
     /** Connections established (first connects and reconnects). */
     ok: number;
@@ -54,7 +68,15 @@ export interface RunReport {
     lostExamples?: { deviceId: string; seq: number }[];
     deliveryLatencyMs?: Summary;
   };
-  renewal: { renewed: number; failed: number; latencyMs: Summary };
+  renewal: {
+    /** The channels devices renewed over, dealt out in turn. */
+    via: RenewalChannel[];
+    renewed: number;
+    failed: number;
+    latencyMs: Summary;
+    /** The same, per channel that was used. */
+    channels: Partial<Record<RenewalChannel, { renewed: number; failed: number; failures: Record<string, number>; latencyMs: Summary }>>;
+  };
   commands: { sent: number; received: number };
   memory: {
     collected: boolean;
@@ -68,10 +90,28 @@ export interface RunReport {
   };
   refusals: Record<string, number>;
   series: { bucketS: number } & Record<SeriesName, number[]>;
-  histograms: { connectMs: HistogramBucket[]; completionMs: HistogramBucket[]; deliveryMs: HistogramBucket[] };
+  histograms: { connectMs: HistogramBucket[]; completionMs: HistogramBucket[]; deliveryMs: HistogramBucket[]; renewalMs: Partial<Record<RenewalChannel, HistogramBucket[]>> };
   marks: Mark[];
   /** The scenario's own figures. */
   details: Record<string, unknown>;
+}
+
+/** Enrollment by claim: the batch, its limit and the fleet's pace, and what the claim sessions met. */
+export interface ClaimReport {
+  batch: string;
+  rateLimit: Rate;
+  pace: Rate;
+  /** Claim sessions opened (one per device, and one per retry). */
+  sessions: number;
+  /** Requests accepted, by step. */
+  accepted: Record<ClaimStep, number>;
+  /** Accepted requests per second over the enrollment. */
+  requestsPerSecond: number;
+  /** Refusals by code: CONNECT refusals of claim sessions (as for devices) and rejected requests. */
+  refusals: Record<string, number>;
+  /** Requests that waited for their turn at the pace, and how long in all. */
+  paced: { requests: number; waitS: number };
+  latencyMs: Record<ClaimStep, Summary>;
 }
 
 export interface RunConfig {
@@ -115,7 +155,7 @@ export async function runScenario({ fleet: fleetConfig, scenario, options, progr
     const telemetryMs = fleet.telemetryMs;
 
     const criteria = [
-      criterion('every device enrolled', enrollment.failed === 0, `${enrollment.ok}/${options.devices}`),
+      criterion('every device enrolled', enrollment.failed === 0, `${enrollment.ok}/${options.devices} ${fleet.enrollVia === 'claim' ? 'by claim' : 'through the API'}`),
       criterion('every device connected', onlineAfterConnect === options.devices, `${onlineAfterConnect}/${options.devices} online after ${connectPhaseS.toFixed(1)} s`),
       ...outcome.criteria,
     ];
@@ -133,7 +173,7 @@ export async function runScenario({ fleet: fleetConfig, scenario, options, progr
       options: { ...options, concurrency: fleetConfig.concurrency, idPrefix: fleetConfig.idPrefix, apiUrl: fleetConfig.apiUrl, mqttUrl: fleetConfig.mqttUrl },
       criteria,
       devices: { requested: options.devices, enrolled: fleet.devices.length, onlineAtEnd: fleet.online, stoppedBy: Object.fromEntries(r.stoppedBy) },
-      enroll: { ok: enrollment.ok, failed: enrollment.failed, failures: enrollment.failures, perSecond: enrollment.perSecond, latencyMs: enrollment.latency.summary() },
+      enroll: enrollReport(fleet, enrollment),
       connect: {
         ok: r.totals.connects,
         failed: r.totals.connectFailures,
@@ -163,7 +203,7 @@ export async function runScenario({ fleet: fleetConfig, scenario, options, progr
             }
           : {}),
       },
-      renewal: { renewed: r.totals.renewals, failed: r.totals.renewalFailures, latencyMs: r.renewalLatency.summary() },
+      renewal: renewalReport(fleet.renewVia, r),
       commands: { sent: fleet.reader?.counts.commandsSent ?? 0, received: r.totals.commands },
       memory: {
         collected: connectedMemory.collected,
@@ -179,6 +219,7 @@ export async function runScenario({ fleet: fleetConfig, scenario, options, progr
         connectMs: r.connectLatency.buckets(4),
         completionMs: r.completionLatency.buckets(4),
         deliveryMs: fleet.reader?.delivery.buckets(4) ?? [],
+        renewalMs: Object.fromEntries([...r.renewalsVia].map(([channel, via]) => [channel, via.latency.buckets(4)])),
       },
       marks: r.marks,
       details: outcome.details,
@@ -186,4 +227,27 @@ export async function runScenario({ fleet: fleetConfig, scenario, options, progr
   } finally {
     await fleet.shutdown();
   }
+}
+
+function enrollReport(fleet: SimFleet, e: EnrollmentFigures): RunReport['enroll'] {
+  const batch = fleet.claimBatch;
+  const c = fleet.claims;
+  const claim: ClaimReport | undefined = batch && {
+    batch: batch.name,
+    rateLimit: batch.rateLimit,
+    pace: batch.pace,
+    sessions: c.sessions,
+    accepted: { ...c.requests },
+    requestsPerSecond: (c.requests.create + c.requests.register) / Math.max(e.durationS, 0.001),
+    refusals: Object.fromEntries(c.refusals),
+    paced: { requests: c.pacedRequests, waitS: c.pacedMs / 1000 },
+    latencyMs: { create: c.latency.create.summary(), register: c.latency.register.summary() },
+  };
+  return { via: fleet.enrollVia, ok: e.ok, failed: e.failed, failures: e.failures, perSecond: e.perSecond, durationS: e.durationS, latencyMs: e.latency.summary(), ...(claim ? { claim } : {}) };
+}
+
+function renewalReport(via: readonly RenewalChannel[], r: Recorder): RunReport['renewal'] {
+  const channels: RunReport['renewal']['channels'] = {};
+  for (const [channel, renewals] of r.renewalsVia) channels[channel] = { renewed: renewals.renewed, failed: renewals.failed, failures: Object.fromEntries(renewals.failures), latencyMs: renewals.latency.summary() };
+  return { via: [...via], renewed: r.totals.renewals, failed: r.totals.renewalFailures, latencyMs: r.renewalLatency.summary(), channels };
 }

@@ -1,7 +1,8 @@
-// One virtual device, behaving like firmware: it enrolls, connects over mutual TLS, keeps
-// trying with backoff when the connection fails or drops, publishes telemetry, listens on
-// its command topic, renews its certificate before it runs out, and gives up for good only
-// when the broker says it is not authorized.
+// One virtual device, behaving like firmware: it enrolls (through the API or by claim),
+// connects over mutual TLS, keeps trying with backoff when the connection fails or drops,
+// publishes telemetry, listens on its command topic, renews its certificate before it runs
+// out (over its own session, over HTTPS with its certificate, or through the operator API),
+// and gives up for good only when the broker says it is not authorized.
 //
 //   new → enrolling → connecting ⇄ backing_off
 //                        ↓    ↑         ↑
@@ -10,28 +11,16 @@
 // Everything a device shares with the fleet (timers, broker address, policies, where its
 // figures go) comes in one environment object, so ten thousand devices hold only their own
 // state: no timer, interval or options object of their own.
-import type { SecureContext } from 'node:tls';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import mqtt, { type MqttClient } from 'mqtt';
 import type { TimerHandle, Timers } from '../timers.js';
 import { Backoff, type BackoffPolicy, type Random } from './backoff.js';
 import { credentialsOf, type Credentials } from './credentials.js';
-import type { Enroller, Renewer } from './issuance.js';
+import type { Enroller, RenewalChannel, Renewer, RenewingDevice } from './issuance.js';
+import { closeReason, connectOptions, refusalOf, TERMINAL_REFUSAL } from './mqtt-connect.js';
 import { Outbox } from './outbox.js';
 import { RenewalSchedule, type RenewalPolicy, type Validity } from './renewal.js';
 
 export type DeviceState = 'new' | 'enrolling' | 'connecting' | 'online' | 'backing_off' | 'stopped' | 'off';
-
-/** MQTT 3.1.1 CONNACK return codes (§3.2.2.3), by the names refusals are counted under. */
-export const CONNACK_NAMES: Readonly<Record<number, string>> = Object.freeze({
-  1: 'unacceptable_protocol_version',
-  2: 'identifier_rejected',
-  3: 'server_unavailable',
-  4: 'bad_username_or_password',
-  5: 'not_authorized',
-});
-
-/** The refusal after which a device never tries again: its identity is no good any more. */
-export const TERMINAL_REFUSAL = 'not_authorized';
 
 /** Where a device reports what happens to it; one object serves the whole fleet. */
 export interface DeviceObserver {
@@ -44,8 +33,8 @@ export interface DeviceObserver {
   published(device: FirmwareDevice, qos: 0 | 1): void;
   /** QoS 0: written to the socket; QoS 1: acknowledged by the broker. */
   completed(device: FirmwareDevice, latencyMs: number): void;
-  renewed(device: FirmwareDevice, previousSerial: string, serial: string, latencyMs: number): void;
-  renewalFailed(device: FirmwareDevice, error: unknown): void;
+  renewed(device: FirmwareDevice, channel: RenewalChannel, latencyMs: number): void;
+  renewalFailed(device: FirmwareDevice, channel: RenewalChannel, error: unknown): void;
   command(device: FirmwareDevice, topic: string): void;
 }
 
@@ -70,6 +59,7 @@ export interface DeviceEnvironment {
   backoff: BackoffPolicy;
   renewal: RenewalPolicy;
   enroller: Enroller;
+  /** How devices renew, unless a device is given its own renewer. */
   renewer: Renewer;
   gate: ConnectGate;
   observer: DeviceObserver;
@@ -78,14 +68,18 @@ export interface DeviceEnvironment {
   connectTimeoutMs: number;
 }
 
-/** Why a connection attempt failed, as a code: the CONNACK name, the socket's error code, or what we saw. */
-function refusalOf(error: Error & { code?: unknown }): string | undefined {
-  if (typeof error.code === 'number') return CONNACK_NAMES[error.code] ?? `connack_${error.code}`;
-  if (typeof error.code === 'string') return error.code;
-  return undefined; // no code: the close that follows is classified by timing
+/** What sets one device apart from the rest of the fleet. */
+export interface DeviceOptions {
+  /** A local address to connect from, when the fleet spreads over several. */
+  localAddress?: string;
+  /** How this device renews (the fleet's way by default). */
+  renewer?: Renewer;
 }
 
-export class FirmwareDevice implements Dialer {
+/** Topics the service answers requests on ($fleet/…): replies, never commands. */
+const isServiceTopic = (topic: string) => topic.startsWith('$');
+
+export class FirmwareDevice implements Dialer, RenewingDevice {
   state: DeviceState = 'new';
   credentials: Credentials | undefined;
   /** The serial of the first certificate, to tell whether the device has moved on from it. */
@@ -107,20 +101,33 @@ export class FirmwareDevice implements Dialer {
   #retry: TimerHandle | undefined;
   readonly #backoff: Backoff;
   readonly #renewal: RenewalSchedule;
+  readonly #renewer: Renewer;
+  readonly #localAddress: string | undefined;
 
   constructor(
     readonly id: string,
     private readonly env: DeviceEnvironment,
-    /** A local address to connect from, when the fleet spreads over several. */
-    private readonly localAddress?: string,
+    options: DeviceOptions = {},
   ) {
     this.telemetryTopic = `devices/${id}/telemetry`;
+    this.#localAddress = options.localAddress;
+    this.#renewer = options.renewer ?? env.renewer;
     this.#backoff = new Backoff(env.backoff, env.random);
-    this.#renewal = new RenewalSchedule(env.timers, env.renewal, () => this.#renew(), env.random, (error) => env.observer.renewalFailed(this, error));
+    this.#renewal = new RenewalSchedule(env.timers, env.renewal, () => this.#renew(), env.random, (error) => env.observer.renewalFailed(this, this.#renewer.channel, error));
   }
 
   get online(): boolean {
     return this.state === 'online';
+  }
+
+  /** The connection the device is online on, for requests on its own session (none while it switches to new credentials). */
+  get session(): MqttClient | undefined {
+    return this.state === 'online' && !this.#next ? this.#client : undefined;
+  }
+
+  /** How this device renews. */
+  get renewalChannel(): RenewalChannel {
+    return this.#renewer.channel;
   }
 
   /** When the next renewal is due, on the fleet's clock. */
@@ -160,22 +167,16 @@ export class FirmwareDevice implements Dialer {
     this.env.observer.attempt(this);
     const started = this.env.timers.now();
     const serial = this.credentials!.serial;
-    // mqtt.js hands its options to tls.connect, which takes the prepared context as it is.
-    const options: IClientOptions & { secureContext: SecureContext; localAddress?: string } = {
-      host: this.env.broker.host,
-      port: this.env.broker.port,
-      protocol: 'mqtts',
-      clientId: this.id,
-      secureContext: this.credentials!.secureContext,
-      ...(this.localAddress ? { localAddress: this.localAddress } : {}),
-      protocolVersion: 4,
-      clean: true,
-      keepalive: this.env.keepaliveSeconds,
-      reconnectPeriod: 0,
-      connectTimeout: this.env.connectTimeoutMs,
-      resubscribe: false,
-    };
-    const client = mqtt.connect(options);
+    const client = mqtt.connect(
+      connectOptions({
+        broker: this.env.broker,
+        clientId: this.id,
+        secureContext: this.credentials!.secureContext,
+        keepaliveSeconds: this.env.keepaliveSeconds,
+        connectTimeoutMs: this.env.connectTimeoutMs,
+        localAddress: this.#localAddress,
+      }),
+    );
     if (switching) this.#next = client;
     else this.#client = client;
 
@@ -184,11 +185,10 @@ export class FirmwareDevice implements Dialer {
     client.once('connect', () => this.#onConnect(client, started, serial));
     client.once('close', () => {
       const elapsed = this.env.timers.now() - started;
-      const reason = refusal ?? (elapsed >= this.env.connectTimeoutMs ? 'connect_timeout' : 'socket_closed');
-      this.#onClose(client, reason, elapsed);
+      this.#onClose(client, closeReason(refusal, elapsed, this.env.connectTimeoutMs), elapsed);
     });
     client.on('message', (topic) => {
-      if (client !== this.#client) return;
+      if (client !== this.#client || isServiceTopic(topic)) return;
       this.counts.commands++;
       this.env.observer.command(this, topic);
     });
@@ -345,12 +345,11 @@ export class FirmwareDevice implements Dialer {
 
   async #renew(): Promise<Validity> {
     const started = this.env.timers.now();
-    const previous = this.credentials!.serial;
-    const issued = await this.env.renewer.renew(this.id, previous);
+    const issued = await this.#renewer.renew(this);
     if (this.state === 'stopped' || this.state === 'off') return this.credentials!;
     this.credentials = credentialsOf(issued, this.env.caPem);
     this.counts.renewals++;
-    this.env.observer.renewed(this, previous, this.credentials.serial, this.env.timers.now() - started);
+    this.env.observer.renewed(this, this.#renewer.channel, this.env.timers.now() - started);
     // Online: connect with the new credentials beside the old connection. Otherwise the next
     // attempt uses them anyway.
     if (this.state === 'online') {

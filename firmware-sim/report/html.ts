@@ -37,7 +37,7 @@ td.ok { color: #2e7d32; font-weight: 600; } td.bad { color: #c62828; font-weight
 const PAGE_SCRIPT = `
 const report = JSON.parse(document.getElementById('report-data').textContent);
 const charts = document.getElementById('charts');
-const colors = { connects: '#2e7d32', connectFailures: '#c62828', drops: '#ef6c00', online: '#1565c0', published: '#6a1b9a', completed: '#00838f', bars: '#3949ab' };
+const colors = { enrolled: '#5d4037', connects: '#2e7d32', connectFailures: '#c62828', drops: '#ef6c00', online: '#1565c0', published: '#6a1b9a', completed: '#00838f', bars: '#3949ab' };
 function panel(title) {
   const div = document.createElement('div'); div.className = 'chart';
   const h = document.createElement('h3'); h.textContent = title; div.appendChild(h);
@@ -75,19 +75,41 @@ function linearBins(samples, bins) {
 }
 timeChart('Connects per second over time', ['connects', 'connectFailures', 'drops', 'online'], ['connects', 'failed attempts', 'drops', 'devices online (right axis)'],
   { y2: { position: 'right', beginAtZero: true, grid: { drawOnChartArea: false }, title: { display: true, text: 'online' } } });
+timeChart(report.enroll.via === 'claim' ? 'Claims per second over time (devices enrolled by claim)' : 'Enrollments per second over time', ['enrolled'], ['devices enrolled']);
 timeChart('Telemetry per second over time', ['published', 'completed'], ['published', report.publish.qos === 1 ? 'acknowledged' : 'written']);
 histogram('Connect latency (TCP + TLS + CONNACK)', report.histograms.connectMs, 'ms');
 histogram(report.publish.qos === 1 ? 'Publish → PUBACK latency (QoS 1)' : 'Publish → written latency (QoS 0)', report.histograms.completionMs, 'ms');
 histogram('Reading taken → received by the backend', report.histograms.deliveryMs, 'ms');
-const refusals = Object.entries(report.refusals).sort((a, b) => b[1] - a[1]);
-if (refusals.length) new Chart(panel('Refusals and failed attempts by reason'), { type: 'bar', data: { labels: refusals.map((r) => r[0]),
-  datasets: [{ label: 'attempts', data: refusals.map((r) => r[1]), backgroundColor: colors.connectFailures }] },
-  options: { indexAxis: 'y', animation: false, plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true } } } });
+for (const [channel, buckets] of Object.entries(report.histograms.renewalMs || {})) histogram('Renewal latency over ' + channel + ' (request → new certificate)', buckets, 'ms');
+function reasonChart(title, counts) {
+  const rows = Object.entries(counts || {}).sort((a, b) => b[1] - a[1]);
+  if (rows.length) new Chart(panel(title), { type: 'bar', data: { labels: rows.map((r) => r[0]),
+    datasets: [{ label: 'attempts', data: rows.map((r) => r[1]), backgroundColor: colors.connectFailures }] },
+    options: { indexAxis: 'y', animation: false, plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true } } } });
+}
+reasonChart('Refusals and failed attempts by reason', report.refusals);
+if (report.enroll.claim) reasonChart('Claim refusals by reason (claim session CONNECTs and rejected requests)', report.enroll.claim.refusals);
 if (report.details && report.details.samples) {
   histogram('Revocation: API request → device sees the close', linearBins(report.details.samples.requestToCloseMs, 20), 'ms');
   histogram('Revocation: API acknowledgement → device sees the close (negative: closed first)', linearBins(report.details.samples.ackToCloseMs, 20), 'ms');
 }
 `;
+
+const ms = (n: number) => (Number.isFinite(n) ? `${n.toFixed(1)} ms` : '–');
+const counts = (c: Record<string, number>) => Object.entries(c).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+
+/** How the devices came by their certificates and renewed them, with the figures of each way. */
+function identityRows(report: RunReport): string {
+  const e = report.enroll;
+  const rows: string[][] = [[e.via === 'claim' ? 'enrolled by claim' : 'enrolled through the API', `${e.ok} ok, ${e.failed} failed`, `${e.perSecond.toFixed(1)} ${e.via === 'claim' ? 'claims' : 'devices'}/s`, `p50 ${ms(e.latencyMs.p50)}, p99 ${ms(e.latencyMs.p99)}`, counts(e.failures)]];
+  if (e.claim) {
+    const c = e.claim;
+    rows.push([`claim batch ${c.batch}`, `${c.sessions} sessions; limit ${c.rateLimit.perSecond}/s (bursts of ${c.rateLimit.burst}), paced at ${c.pace.perSecond}/s (bursts of ${c.pace.burst})`, `${c.requestsPerSecond.toFixed(1)} requests/s; ${c.paced.requests} paced, ${c.paced.waitS.toFixed(1)} s waited`, `create p50 ${ms(c.latencyMs.create.p50)}, register p50 ${ms(c.latencyMs.register.p50)}`, counts(c.refusals)]);
+  }
+  for (const [channel, c] of Object.entries(report.renewal.channels)) rows.push([`renewed over ${channel}`, `${c.renewed} ok, ${c.failed} failed`, '', `p50 ${ms(c.latencyMs.p50)}, p99 ${ms(c.latencyMs.p99)}`, counts(c.failures)]);
+  const head = '<tr><th>how</th><th>outcome</th><th>rate</th><th>latency</th><th>refusals</th></tr>';
+  return head + rows.map((cells) => `<tr>${cells.map((cell) => `<td>${escapeHtml(cell)}</td>`).join('')}</tr>`).join('\n');
+}
 
 export function renderHtml(report: RunReport): string {
   const title = `fleet sim — ${report.scenario} — ${report.passed ? 'passed' : 'failed'}`;
@@ -105,8 +127,11 @@ export function renderHtml(report: RunReport): string {
 <body>
 <h1>fleet sim: ${escapeHtml(report.scenario)} <span class="verdict ${report.passed ? 'pass' : 'fail'}">${report.passed ? 'PASSED' : 'FAILED'}</span></h1>
 <p class="muted">${escapeHtml(report.startedAt)} · ${report.devices.requested} devices · ${report.durationS.toFixed(1)} s · QoS ${report.options.qos} · broker ${escapeHtml(report.options.mqttUrl)}</p>
+<p class="muted">enrolled ${report.enroll.via === 'claim' ? 'by claim' : 'through the operator API'} · renewed over ${escapeHtml(report.renewal.via.join(', '))}</p>
 <h2>Pass criteria</h2>
 <table>${criteria}</table>
+<h2>Enrollment and renewal</h2>
+<table>${identityRows(report)}</table>
 <h2>Charts</h2>
 <div class="charts" id="charts"></div>
 <h2>Summary</h2>

@@ -4,7 +4,8 @@
 // before the acknowledgement, as the service promises. Then the revoked devices must stop
 // for good on CONNACK 5 without trying again, and every other device must stay connected.
 import type { FirmwareDevice } from '../device/firmware.js';
-import { TERMINAL_REFUSAL } from '../device/firmware.js';
+import { TERMINAL_REFUSAL } from '../device/mqtt-connect.js';
+import { errorCode } from '../error-code.js';
 import { distribution } from '../stats.js';
 import { criterion, type Scenario } from './scenario.js';
 
@@ -52,7 +53,7 @@ export const revocation: Scenario = {
         await fleet.api.revokeDevice(device.id, 'keyCompromise');
         record.ackedAt = fleet.timers.now();
       } catch (error) {
-        record.error = (error as { code?: string }).code ?? 'error';
+        record.error = errorCode(error);
       }
       progress.update(i + 1);
     }

@@ -1,10 +1,13 @@
 // rotation: every device renews its certificate while telemetry flows at QoS 1. Renewals are
 // spread at random over the first two thirds of --duration; each device gets a new key and
-// certificate, connects with them (taking its own session over) and sends again what was
-// unacknowledged. Once a device runs on its new certificate, the old one is revoked: a device
-// still using it would be thrown off, so no drop afterwards proves the switch happened.
+// certificate (over the channel it renews by: its MQTT session, HTTPS, or the operator API),
+// connects with them (taking its own session over) and sends again what was unacknowledged.
+// A device-authenticated renewal retires the old certificate (INACTIVE) once the new one is
+// seen on a connection; either way, once a device runs on its new certificate, the old one is
+// revoked: a device still using it would be thrown off, so no drop afterwards proves the
+// switch happened.
 // Passes only with zero failed connects and zero lost QoS 1 readings.
-import { ApiError } from '../api-client.js';
+import { errorCode } from '../error-code.js';
 import type { FirmwareDevice } from '../device/firmware.js';
 import { criterion, timedPhase, type Scenario } from './scenario.js';
 
@@ -43,7 +46,7 @@ export const rotation: Scenario = {
           },
           (error: unknown) => {
             revoking--;
-            const code = error instanceof ApiError ? error.code : 'error';
+            const code = errorCode(error);
             revokeErrors[code] = (revokeErrors[code] ?? 0) + 1;
             retireSwitched();
           },

@@ -75,6 +75,10 @@ describe('fleet init', { timeout: 60_000 }, () => {
     assert.equal((await fleet('sim', '--scenario', 'stampede')).code, 2);
     assert.equal((await fleet('sim', '--scenario', 'rotation', '--qos', '0')).code, 2);
     assert.equal((await fleet('sim', '--scenario', 'revocation', '--devices', '2', '--revoke', '3')).code, 2);
+    assert.equal((await fleet('sim', '--enroll', 'factory')).code, 2);
+    assert.equal((await fleet('sim', '--renew', 'mqtt,carrier-pigeon')).code, 2);
+    assert.equal((await fleet('sim', '--enroll', 'claim', '--claim-rate', '20000')).code, 2);
+    assert.equal((await fleet('sim', '--enroll', 'claim', '--claim-rate', '0')).code, 2);
   });
 });
 
@@ -111,9 +115,11 @@ describe('fleet sim', { timeout: 90_000 }, () => {
     assert.ok(written.some((f) => /^telemetry-.*\.json$/.test(f)) && written.some((f) => /^telemetry-.*\.html$/.test(f)), written.join());
   });
 
-  it('prints a readable table without --json', async () => {
-    const result = await fleet('sim', ...target(), '--devices', '2', '--duration', '0.5');
+  it('prints a readable table without --json, saying how the devices enrolled (here by claim)', async () => {
+    const result = await fleet('sim', ...target(), '--devices', '2', '--duration', '0.5', '--enroll', 'claim', '--claim-rate', '50');
     assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^enrolled\s+by claim: 2 ok, 0 failed/m);
+    assert.match(result.stdout, /^claims\s+batch \S+-claim \(limit 50\/s, bursts of 50; paced at 50\/s, bursts of 25\): 2 sessions, 2 create-from-csr and 2 register accepted/m);
     assert.match(result.stdout, /^connected\s+2 ok, 0 failed/m);
     assert.match(result.stdout, /^published\s+\d+\/\d+ completed, 0 failed/m);
     assert.match(result.stdout, /^ {2}pass {2}every device connected/m);

@@ -9,7 +9,11 @@ import { Aedes, type Client } from 'aedes';
 import { BoundedGate } from '../../firmware-sim/gate.js';
 import { FirmwareDevice, type DeviceEnvironment, type DeviceObserver } from '../../firmware-sim/device/firmware.js';
 import type { IssuedIdentity } from '../../firmware-sim/device/credentials.js';
+import { MqttRenewer, type Renewer } from '../../firmware-sim/device/issuance.js';
 import { DEFAULT_RENEWAL } from '../../firmware-sim/device/renewal.js';
+import { errorCode } from '../../firmware-sim/error-code.js';
+import { RENEW_TOPIC } from '../../broker/fleet-topics/renew.js';
+import { checkCsr } from '../../provisioning/pki/csr.js';
 import { TimerQueue } from '../../firmware-sim/timers.js';
 import { generateKeyPair } from '../../provisioning/pki/keys.js';
 import type { CaSigner } from '../../provisioning/pki/signer.js';
@@ -30,6 +34,10 @@ interface ScriptedBroker {
   readings: string[];
   /** While true, the broker neither forwards nor acknowledges publishes. */
   holdPublishes: boolean;
+  /** Answers to the coming renewal requests on $fleet/certificates/renew/json: 'issue' signs the CSR, 'silent' answers nothing, any other string rejects with it as the code. */
+  renewAnswers: string[];
+  /** Client ids that asked for a renewal, in order. */
+  renewRequests: string[];
   clients: Map<string, Client>;
   close(): Promise<void>;
 }
@@ -39,7 +47,18 @@ async function scriptedBroker(ca: CaSigner): Promise<ScriptedBroker> {
   const now = Date.now();
   const server = await ca.issueServer('localhost', { dns: ['localhost'], ips: ['127.0.0.1'] }, await x509.PublicKey.create(keys.publicKey), { notBefore: new Date(now - DAY), notAfter: new Date(now + DAY) });
   const keyPem = x509.PemConverter.encode(await crypto.subtle.exportKey('pkcs8', keys.privateKey), 'PRIVATE KEY');
-  const state: Omit<ScriptedBroker, 'port' | 'close'> = { connacks: [], admittedSerials: [], attempts: 0, readings: [], holdPublishes: false, clients: new Map() };
+  const state: Omit<ScriptedBroker, 'port' | 'close'> = { connacks: [], admittedSerials: [], attempts: 0, readings: [], holdPublishes: false, renewAnswers: [], renewRequests: [], clients: new Map() };
+  // The service's renewal over MQTT, reduced to its contract: the reply goes to the session that asked.
+  const renew = (client: Client, payload: Buffer) => {
+    state.renewRequests.push(client.id);
+    const answer = state.renewAnswers.shift() ?? 'issue';
+    if (answer === 'silent') return;
+    const reply = (topic: string, body: unknown) => client.publish({ cmd: 'publish', topic, payload: Buffer.from(JSON.stringify(body)), qos: 0, retain: false, dup: false }, () => undefined);
+    if (answer !== 'issue') return reply(`${RENEW_TOPIC}/rejected`, { error: { code: answer, message: 'refused by script' } });
+    const now = Date.now();
+    const cert = ca.issueDevice(client.id, checkCsr((JSON.parse(payload.toString()) as { csr: string }).csr).spki, { notBefore: new Date(now - DAY), notAfter: new Date(now + DAY) }, 'http://127.0.0.1/crl');
+    reply(`${RENEW_TOPIC}/accepted`, { serial: cert.serial, fingerprint: cert.fingerprint, certificate: cert.pem, chain: ca.pem, notBefore: new Date(now - DAY).toISOString(), notAfter: new Date(now + DAY).toISOString() });
+  };
   const aedes = await Aedes.createBroker({
     authenticate(client, _user, _password, done) {
       state.attempts++;
@@ -51,6 +70,7 @@ async function scriptedBroker(ca: CaSigner): Promise<ScriptedBroker> {
     },
     authorizePublish(client, packet, done) {
       if (state.holdPublishes) return; // neither forwarded nor acknowledged
+      if (client && packet.topic === RENEW_TOPIC) renew(client, packet.payload as Buffer);
       if (client && packet.topic.endsWith('/telemetry')) state.readings.push(`${client.id}:${(JSON.parse(packet.payload.toString()) as { seq: number }).seq}`);
       done(null);
     },
@@ -69,7 +89,7 @@ async function scriptedBroker(ca: CaSigner): Promise<ScriptedBroker> {
 
 /** What the device told its observer, by kind. */
 function observer() {
-  const events = { failures: [] as string[], connects: 0, reconnects: 0, drops: 0, stops: [] as string[], acks: 0, renewals: 0 };
+  const events = { failures: [] as string[], connects: 0, reconnects: 0, drops: 0, stops: [] as string[], acks: 0, renewals: 0, renewedVia: [] as string[], renewalFailures: [] as string[], commands: 0 };
   const o: DeviceObserver = {
     attempt: () => undefined,
     connected: (_d, _ms, reconnect) => (events.connects++, reconnect && events.reconnects++),
@@ -78,9 +98,9 @@ function observer() {
     stopped: (_d, reason) => events.stops.push(reason),
     published: () => undefined,
     completed: () => events.acks++,
-    renewed: () => events.renewals++,
-    renewalFailed: () => undefined,
-    command: () => undefined,
+    renewed: (_d, channel) => (events.renewals++, events.renewedVia.push(channel)),
+    renewalFailed: (_d, channel, error) => events.renewalFailures.push(`${channel}:${errorCode(error)}`),
+    command: () => events.commands++,
   };
   return { o, events };
 }
@@ -107,7 +127,7 @@ describe('FirmwareDevice against a scripted broker', { timeout: 30_000 }, () => 
     return { keyPem: cert.keyPem, certificatePem: cert.certPem, serial: cert.serial, notBefore: parsed.notBefore.toISOString(), notAfter: parsed.notAfter.toISOString() };
   };
 
-  async function device(id: string, overrides: Partial<DeviceEnvironment> = {}) {
+  async function device(id: string, overrides: Partial<DeviceEnvironment> = {}, renewer?: Renewer) {
     const { o, events } = observer();
     const env: DeviceEnvironment = {
       broker: { host: '127.0.0.1', port: broker.port },
@@ -116,8 +136,8 @@ describe('FirmwareDevice against a scripted broker', { timeout: 30_000 }, () => 
       random: Math.random,
       backoff: { baseMs: 20, capMs: 100 },
       renewal: DEFAULT_RENEWAL,
-      enroller: { enroll: issue },
-      renewer: { renew: (deviceId) => issue(deviceId) },
+      enroller: { channel: 'api', enroll: issue },
+      renewer: { channel: 'api', renew: (device) => issue(device.id) },
       gate: new BoundedGate(4),
       observer: o,
       qos: 1,
@@ -125,7 +145,7 @@ describe('FirmwareDevice against a scripted broker', { timeout: 30_000 }, () => 
       connectTimeoutMs: 5000,
       ...overrides,
     };
-    const d = new FirmwareDevice(id, env);
+    const d = new FirmwareDevice(id, env, { renewer });
     await d.enroll();
     started.push(d);
     return { d, events };
@@ -207,5 +227,49 @@ describe('FirmwareDevice against a scripted broker', { timeout: 30_000 }, () => 
     const earliest = lifetime / 6 - DEFAULT_RENEWAL.jitter * lifetime - 60_000;
     const latest = lifetime / 6 + DEFAULT_RENEWAL.jitter * lifetime;
     assert.ok(dueIn > earliest && dueIn <= latest, `the next renewal is scheduled from the new certificate (due in ${dueIn} ms)`);
+  });
+
+  it('renews over its own MQTT session: subscribes to the replies, sends a CSR, switches to the certificate that came back', async () => {
+    const { d, events } = await device('mqtt-renew-1', {}, new MqttRenewer(timers, 5000));
+    d.start();
+    await eventually(() => d.state === 'online', 5000, 'online');
+    const first = d.connectedSerial!;
+    d.renewNow();
+    await eventually(() => d.state === 'online' && d.connectedSerial !== first, 5000, 'on the renewed certificate');
+    assert.deepEqual(broker.renewRequests.filter((id) => id === 'mqtt-renew-1'), ['mqtt-renew-1'], 'asked on its own session, once');
+    assert.deepEqual(events.renewedVia, ['mqtt']);
+    assert.equal(events.commands, 0, 'a renewal reply is not a command');
+    assert.deepEqual([events.drops, events.failures], [0, []]);
+    assert.equal(broker.admittedSerials.at(-1)!.toLowerCase(), d.connectedSerial!.replace(/:/g, '').toLowerCase());
+  });
+
+  it('counts a rejected renewal under the service’s code and stays online on its certificate', async () => {
+    const { d, events } = await device('mqtt-renew-2', {}, new MqttRenewer(timers, 5000));
+    d.start();
+    await eventually(() => d.state === 'online', 5000, 'online');
+    const first = d.connectedSerial!;
+    broker.renewAnswers.push('device_disabled');
+    d.renewNow();
+    await eventually(() => events.renewalFailures.length === 1, 5000, 'the refusal');
+    assert.deepEqual(events.renewalFailures, ['mqtt:device_disabled']);
+    assert.deepEqual([d.state, d.connectedSerial, events.renewals], ['online', first, 0]);
+    assert.ok(d.renewalDueAt !== undefined && d.renewalDueAt > Date.now(), 'retried later, with the renewal backoff');
+  });
+
+  it('gives up waiting for a renewal reply that never comes (reply_timeout), and stays online', async () => {
+    const { d, events } = await device('mqtt-renew-4', {}, new MqttRenewer(timers, 200));
+    d.start();
+    await eventually(() => d.state === 'online', 5000, 'online');
+    broker.renewAnswers.push('silent');
+    d.renewNow();
+    await eventually(() => events.renewalFailures.length === 1, 5000, 'the timeout');
+    assert.deepEqual([events.renewalFailures, d.state], [['mqtt:reply_timeout'], 'online']);
+  });
+
+  it('cannot renew over MQTT while offline: counted as offline, and retried later', async () => {
+    const { d, events } = await device('mqtt-renew-3', {}, new MqttRenewer(timers, 5000));
+    d.renewNow();
+    await eventually(() => events.renewalFailures.length === 1, 5000, 'the failure');
+    assert.deepEqual(events.renewalFailures, ['mqtt:offline']);
   });
 });
