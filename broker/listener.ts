@@ -78,6 +78,10 @@ export async function listenMutualTls(broker: DeviceBroker, material: TlsMateria
     if (started !== undefined) broker.telemetry.handshake((performance.now() - started) / 1000);
     sockets.add(socket);
     socket.on('close', forget);
+    // MQTT is request and answer (CONNACK, PUBACK, a $fleet reply): Nagle's algorithm would
+    // hold an answer back until the device's next packet or 40 ms, whichever comes first.
+    // Writes a turn of the event loop makes go out together anyway (coalesce-writes.ts).
+    socket.setNoDelay(true);
     broker.handle(socket, peerFactsOf(socket));
   });
   server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
