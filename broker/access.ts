@@ -2,9 +2,11 @@
 // is a gateway; and whatever its groups' policies grant, with ${deviceId} filled in.
 import type { DeviceAccess } from '../registry/groups.js';
 import { expandPolicy, filterCovers, topicMatches } from '../registry/topic-policy.js';
-import { isOwnTopic } from './topics.js';
+import { isUnder, namespaceOf } from './topics.js';
 
 export class AccessPolicy {
+  #prefixes: readonly string[] | undefined;
+
   constructor(
     readonly deviceId: string,
     /** Device ids whose devices/<id>/ namespace this device may use: itself and its children. */
@@ -33,7 +35,9 @@ export class AccessPolicy {
 
   /** Inside a namespace this device owns or speaks for. */
   #inNamespace(topicOrFilter: string): boolean {
-    return this.namespaces.some((id) => isOwnTopic(id, topicOrFilter));
+    // The prefixes are made once: every PUBLISH asks this.
+    this.#prefixes ??= this.namespaces.map(namespaceOf);
+    return this.#prefixes.some((prefix) => isUnder(prefix, topicOrFilter));
   }
 
   mayPublish(topic: string): boolean {

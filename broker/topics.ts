@@ -8,6 +8,10 @@ export function namespaceOf(deviceId: string): string {
 
 /** A topic or topic filter strictly inside the device's namespace. */
 export function isOwnTopic(deviceId: string, topicOrFilter: string): boolean {
-  const prefix = namespaceOf(deviceId);
-  return topicOrFilter.length > prefix.length && topicOrFilter.startsWith(prefix);
+  return isUnder(namespaceOf(deviceId), topicOrFilter);
+}
+
+/** A topic or topic filter strictly inside a namespace given as its prefix (namespaceOf). */
+export function isUnder(namespace: string, topicOrFilter: string): boolean {
+  return topicOrFilter.length > namespace.length && topicOrFilter.startsWith(namespace);
 }
