@@ -92,6 +92,9 @@ export function principalResolver(directory: PrincipalDirectory, clock: Clock) {
   }
 
   async function fromCertificate(peer: PeerFacts, certificate: PeerCertificateFacts, options: ResolveOptions): Promise<Principal> {
+    // A claim certificate is shared by a whole production batch: it may only open claim
+    // sessions on the broker, never stand for a device or station here, whatever the registry says.
+    if (certificate.claimBatch !== undefined) throw new ApiError('client_certificate_claim', `claim batch ${certificate.claimBatch}`);
     const now = clock();
     const station = await directory.stations.byFingerprint(certificate.fingerprint);
     if (station) {

@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { RENEW_ACCEPTED, RENEW_REJECTED, RENEW_TOPIC } from '../../broker/fleet-topics/renew.js';
 import { x509 } from '../../provisioning/pki/x509.js';
 import { claimIdentity, ClaimSession, createBatch, CREATE, errorCode, REGISTER, SENSOR_TEMPLATE, type ClaimBatchIdentity } from '../support/claims.js';
 import { startFleet, type TestFleet } from '../support/fleet.js';
@@ -157,6 +158,27 @@ describe('fleet provisioning by claim', { timeout: 120_000 }, () => {
       session.client.publish('devices/sensor-C0FFEE01/telemetry', 'spoofed');
       await gone;
       assert.equal((await refusal({ clientId: 'claim/line-7/confined-1', topic: 'devices/sensor-C0FFEE01/telemetry' })).reason, 'topic_denied');
+    });
+
+    it('refuses the claim certificate on every way in but the claim topics: the API, EST, the renewal topic and device topics', async () => {
+      const asClaim = { cert: claim.certPem, key: claim.keyPem, anonymous: true };
+      const csr = (await ecKeyWithCsr()).csrPem;
+      const pkcs10 = { ...asClaim, raw: Buffer.from(csr.replace(/-----[^-]+-----|\s/g, ''), 'base64').toString('base64'), headers: { 'content-type': 'application/pkcs10' } };
+      const calls = [
+        await fleet.api('/v1/renew', { ...asClaim, body: { csr } }),
+        await fleet.api('/v1/devices/sensor-C0FFEE01', asClaim),
+        await fleet.api('/v1/devices', { ...asClaim, body: { id: 'claim-made' } }),
+        await fleet.api('/.well-known/est/simplereenroll', { ...pkcs10, method: 'POST' }),
+        await fleet.api('/.well-known/est/simpleenroll', { ...pkcs10, method: 'POST' }),
+      ];
+      assert.deepEqual(calls.map((r): [number, unknown] => [r.status, r.json?.error?.code]), Array(calls.length).fill([401, 'client_certificate_claim']));
+
+      const session = await ClaimSession.open(fleet, claim, 'renewer');
+      assert.deepEqual(await subackCodes(session.client, { [RENEW_ACCEPTED]: { qos: 0 }, [RENEW_REJECTED]: { qos: 0 } }), [0x80, 0x80]);
+      const gone = closed(session.client);
+      session.client.publish(RENEW_TOPIC, JSON.stringify({ csr }));
+      await gone;
+      assert.equal((await refusal({ clientId: 'claim/line-7/renewer', topic: RENEW_TOPIC })).reason, 'topic_denied');
     });
 
     it('delivers a reply only to the session that asked, though every session of the batch subscribes to it', async () => {
