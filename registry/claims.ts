@@ -87,10 +87,16 @@ export class ClaimBatches {
     return this.store.claims.counts(id);
   }
 
-  /** Revokes the claim certificate: its sessions are closed and it admits nothing more. */
+  /**
+   * Revokes the claim certificate: its sessions are closed and it admits nothing more. The
+   * certificates it minted that were never registered go with it (a batch revoked for a
+   * leaked claim key leaves no pending identity the leak may have minted); those registered
+   * are their devices' own and stay.
+   */
   async revoke(id: string, actor: Actor, reason?: string): Promise<ClaimBatch> {
     let republish: ClaimBatch | undefined;
-    const batch = await this.changes.run(actor, async ({ tx, at, iso, audit, announce }) => {
+    const batch = await this.changes.run(actor, async (change) => {
+      const { tx, at, iso, audit, announce } = change;
       const batch = await tx.claims.batch(id, { lock: true });
       if (!batch) throw new RegistryError('claim_batch_not_found', id);
       if (batch.status === 'REVOKED') {
@@ -98,6 +104,10 @@ export class ClaimBatches {
         return batch;
       }
       await tx.claims.revokeBatch(id, at, reason);
+      for (const binding of await tx.claims.unregisteredOfBatch(id)) {
+        const cert = await tx.certificates.bySerial(binding.serial, { lock: true });
+        if (cert && cert.status !== 'REVOKED') await moveCertificate(change, cert, 'REVOKED', reason ?? 'claim batch revoked');
+      }
       audit({ action: 'claim_batch.revoked', subjectType: 'claim_batch', subjectId: id, certificateSerial: batch.serial, reason, details: { fingerprint: batch.fingerprint } });
       announce({ type: 'claim_batch.status', batchId: id, fingerprint: batch.fingerprint, caId: batch.caId, status: 'REVOKED', at: iso });
       return { ...batch, status: 'REVOKED' as const, revokedAt: at, revocationReason: reason };

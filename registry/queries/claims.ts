@@ -141,6 +141,11 @@ export class ClaimQueries {
     return (await this.q.db.selectFrom('claim_certificates').selectAll().where('device_id', '=', deviceId).orderBy('created_at').execute()).map(toBinding);
   }
 
+  /** The certificates a batch issued that were never registered to their device. */
+  async unregisteredOfBatch(batchId: string): Promise<ClaimBinding[]> {
+    return (await this.q.db.selectFrom('claim_certificates').selectAll().where('batch_id', '=', batchId).where('registered_at', 'is', null).orderBy('created_at').execute()).map(toBinding);
+  }
+
   async markRegistered(serial: SerialHex, at: Date): Promise<void> {
     await this.q.db.updateTable('claim_certificates').set({ registered_at: at.getTime() }).where('serial', '=', serial).execute();
   }

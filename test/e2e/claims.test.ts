@@ -310,6 +310,28 @@ describe('fleet provisioning by claim', { timeout: 120_000 }, () => {
       const serial = (await fleet.api('/v1/claim-batches/line-doomed')).json.serial as string;
       assert.ok((await fleet.api('/v1/crl', { anonymous: true })).body.includes(Buffer.from(serial, 'hex')), 'the claim certificate is on its CA’s CRL');
     });
+    it('revokes with a batch the certificates it minted that were never registered, and closes the sessions that minted them', async () => {
+      const doomed = await createBatch(fleet, 'line-doomed-2');
+      const bound = await ClaimSession.open(fleet, doomed, 'bound');
+      const kept = await bound.createFromCsr((await ecKeyWithCsr()).csrPem, { SerialNumber: serialNumber() });
+      assert.equal((await bound.register(kept.body.deviceId, kept.body.serial)).accepted, true);
+      await bound.end();
+      const pending = await ClaimSession.open(fleet, doomed, 'pending');
+      const loose = await pending.createFromCsr((await ecKeyWithCsr()).csrPem, { SerialNumber: serialNumber() });
+      assert.equal(loose.accepted, true);
+      const gone = closed(pending.client);
+
+      assert.equal((await fleet.api('/v1/claim-batches/line-doomed-2/revoke', { body: { reason: 'keyCompromise' } })).status, 200);
+      await gone;
+      assert.equal((await fleet.logs.waitFor('session_terminated', { deviceId: 'claim/line-doomed-2/pending' })).reason, 'claim_batch_revoked');
+      const statusOf = async (deviceId: string, serial: string) => ((await fleet.api(`/v1/devices/${deviceId}`)).json.certificates as { serial: string; status: string }[]).find((c) => c.serial === serial)?.status;
+      assert.deepEqual([await statusOf(loose.body.deviceId, loose.body.serial), await statusOf(kept.body.deviceId, kept.body.serial)], ['REVOKED', 'ACTIVE']);
+      const crl = (await fleet.api('/v1/crl', { anonymous: true })).body;
+      assert.deepEqual([crl.includes(Buffer.from(loose.body.serial, 'hex')), crl.includes(Buffer.from(kept.body.serial, 'hex'))], [true, false]);
+      // Revoking again changes nothing more.
+      assert.equal((await fleet.api('/v1/claim-batches/line-doomed-2/revoke', { body: {} })).status, 200);
+      assert.equal(await statusOf(kept.body.deviceId, kept.body.serial), 'ACTIVE');
+    });
   });
 
   describe('the pre-provisioning hook', () => {
