@@ -60,6 +60,8 @@ export interface ServiceOptions {
   issuingCaLifetimeMs?: number;
   /** How often issuing-CA rotation checks its thresholds. */
   rotationIntervalMs?: number;
+  /** How often renewals past their grace period are looked for (default 30 s). */
+  renewalSweepIntervalMs?: number;
   /** The longest a break-glass grant may last. */
   breakGlassMaxMs?: number;
   broker?: Partial<BrokerOptions>;
@@ -284,9 +286,14 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     expiringTimer.unref();
     teardown.push(() => clearInterval(expiringTimer));
     // Renewals whose successor was never seen: their predecessors retire when the grace ends.
-    const retireOverdue = () =>
-      registry.lifecycle.retireOverdue({ kind: 'system', id: 'renewal' }, clock()).catch((err: unknown) => log.error({ err, event: 'renewal_sweep_failed' }, 'overdue renewals not settled'));
-    const renewalTimer = setInterval(() => void retireOverdue(), RENEWAL_SWEEP_MS);
+    const retireOverdue = () => {
+      const now = clock();
+      return registry.lifecycle.retireOverdue({ kind: 'system', id: 'renewal' }, now).then(
+        (settled) => log.debug({ event: 'renewal_sweep', at: now.toISOString(), settled }, 'overdue renewals settled'),
+        (err: unknown) => log.error({ err, event: 'renewal_sweep_failed' }, 'overdue renewals not settled'),
+      );
+    };
+    const renewalTimer = setInterval(() => void retireOverdue(), options.renewalSweepIntervalMs ?? RENEWAL_SWEEP_MS);
     renewalTimer.unref();
     teardown.push(() => clearInterval(renewalTimer));
 

@@ -1,7 +1,7 @@
 // Renewal end to end over real mutual TLS: POST /v1/renew with curl and the device's own
 // certificate, $fleet/certificates/renew/json on its own MQTT session, the overlap and the
-// INACTIVE rule, lifetimes per CA policy, and the renewal window after expiry, stepped on the
-// service's injected clock.
+// INACTIVE rule (the new certificate seen, or the grace period over), lifetimes per CA policy,
+// and the renewal window after expiry, stepped on the service's injected clock.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -184,6 +184,43 @@ describe('renewal', { timeout: 90_000 }, () => {
       assert.deepEqual(inbox.get(clientB)!.map((m) => [m.topic, m.body.error?.code]), [[RENEW_REJECTED, 'csr_malformed']]);
       assert.equal(clientB.connected, true);
     });
+  });
+});
+
+describe('renewal grace period', { timeout: 60_000 }, () => {
+  // The sweep runs every few milliseconds; the grace period passes by stepping the clock.
+  let offsetMs = 0;
+  let fleet: TestFleet;
+  before(async () => {
+    fleet = await startFleet({ clock: () => new Date(Date.now() + offsetMs), renewalSweepIntervalMs: 20 });
+    assert.equal((await fleet.api('/v1/cas/default/policy', { method: 'PUT', body: { renewalGraceSeconds: 600 } })).status, 200);
+  });
+  after(() => fleet.close());
+
+  const statusOf = async (serial: string): Promise<string> => (await fleet.api(`/v1/certificates/${serial}`)).json.status as string;
+  /** Resolves once a sweep has run on the service's clock at `at` or later. */
+  const swept = (at: number) => eventually(() => fleet.logs.events('renewal_sweep').some((e) => Date.parse(e.at as string) >= at), 5000, 'a sweep');
+
+  it('retires the old certificate once the grace period is over, though the new one was never seen', async () => {
+    const device = await fleet.enroll('grace-unseen');
+    const renewed = await httpsRequest(`${fleet.service.apiUrl}/v1/renew`, fleet.ca, { body: { csr: (await ecKeyWithCsr()).csrPem }, cert: device.certPem, key: device.keyPem });
+    assert.equal(renewed.status, 201);
+    const renewedAt = Date.now() + offsetMs;
+
+    offsetMs += 300_000; // halfway through the grace period
+    await swept(renewedAt + 300_000);
+    assert.deepEqual([await statusOf(device.serial), await statusOf(renewed.json.serial)], ['ACTIVE', 'ACTIVE']);
+    await end(await fleet.connect(device));
+
+    offsetMs += 301_000;
+    await swept(renewedAt + 601_000);
+    assert.deepEqual([await statusOf(device.serial), await statusOf(renewed.json.serial)], ['INACTIVE', 'ACTIVE']);
+    const refused = await fleet.tryConnect(device);
+    assert.equal(refused.returnCode, 5);
+    await end(refused.client);
+    assert.equal((await fleet.logs.waitFor('refusal', { clientId: 'grace-unseen' })).reason, 'certificate_inactive');
+    const audit = await fleet.api(`/v1/audit?certificate=${device.serial}`);
+    assert.ok(audit.json.entries.some((e: { actor: string; action: string }) => e.actor === 'system:renewal' && e.action === 'certificate.deactivated'), JSON.stringify(audit.json.entries));
   });
 });
 

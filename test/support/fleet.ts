@@ -53,6 +53,7 @@ export interface FleetOptions {
   sessionTickets?: boolean;
   issuingCaLifetimeMs?: number;
   rotationIntervalMs?: number;
+  renewalSweepIntervalMs?: number;
 }
 
 /** Registers a device and enrolls a fresh P-256 key for it through the public API. */
@@ -105,6 +106,7 @@ export async function startFleet(options: FleetOptions = {}): Promise<TestFleet>
     sessionTickets: options.sessionTickets,
     issuingCaLifetimeMs: options.issuingCaLifetimeMs,
     rotationIntervalMs: options.rotationIntervalMs,
+    renewalSweepIntervalMs: options.renewalSweepIntervalMs,
   });
   const layout = dataLayout(dir);
   const token = (await readFile(layout.adminToken, 'utf8')).trim();
