@@ -58,6 +58,7 @@ export function renewalPort(registry: Registry, provisioning: Provisioning): Ren
         return { ok: false, code, message };
       }
     },
+    renewalWindowMs: async (caId) => (await provisioning.policyOf(caId)).renewalWindowMs,
   };
 }
 

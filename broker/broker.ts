@@ -6,6 +6,7 @@ import type { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Registry as MetricsRegistry } from 'prom-client';
+import { validityProblem } from '../registry/certificate-checks.js';
 import type { Clock } from '../registry/clock.js';
 import type { EventHandler, RegistryEvent } from '../registry/events.js';
 import type { Fingerprint } from '../registry/ids.js';
@@ -94,6 +95,7 @@ const ORDINARY_ENDINGS = new Set(['keep alive timeout', 'drain timeout', 'connec
 /** The same sighting is recorded at most this often. */
 const SIGHTING_INTERVAL_MS = 60_000;
 export const PRESENCE_TOPIC = '$fleet/events/presence';
+const RENEW_ONLY = 'a session of an expired certificate may only renew';
 
 const addressOf = (peer: string) => peer.slice(0, peer.lastIndexOf(':'));
 
@@ -346,7 +348,9 @@ export class DeviceBroker {
     if (verdict.ok && session.doomed) verdict = { ok: false, reason: session.doomed.reason, detail: 'status changed during admission' };
     if (verdict.ok && verdict.deviceId !== session.deviceId) this.sessions.rename(session, verdict.deviceId);
     if (verdict.ok && verdict.record?.renewalPending) connection.retiresPredecessorOf = verdict.record.serial;
-    if (verdict.ok && !session.claim) {
+    if (verdict.ok && session.renewOnly && connection.willTopic !== undefined) {
+      verdict = { ok: false, reason: 'topic_denied', detail: `will topic ${connection.willTopic}: ${RENEW_ONLY}` };
+    } else if (verdict.ok && !session.claim) {
       session.policy = await this.#policyOf(session.deviceId);
       // A will is a publish the broker will make on the device's behalf: the same policy applies.
       if (connection.willTopic !== undefined && !session.policy.mayPublish(connection.willTopic)) {
@@ -367,7 +371,7 @@ export class DeviceBroker {
     session.phase = 'authenticated';
     this.#noteTakeover(session);
     // One line per admission, with what identifies it: the serial leads to the rest.
-    this.#telemetry.admitted({ clientId: client.id, deviceId: session.deviceId, serial: certificate?.serial, peer: peer.address, grant: session.grant?.id, monitored: session.monitored || undefined }, seconds);
+    this.#telemetry.admitted({ clientId: client.id, deviceId: session.deviceId, serial: certificate?.serial, peer: peer.address, grant: session.grant?.id, monitored: session.monitored || undefined, renewOnly: session.renewOnly }, seconds);
     return undefined;
   }
 
@@ -407,7 +411,32 @@ export class DeviceBroker {
       }
       return this.#maybeMonitor(waived, client, connection, session);
     }
+    const renewing = await this.#renewalOnly(verdict, peer.certificate, decide);
+    if (renewing) {
+      session.renewOnly = true;
+      return renewing;
+    }
     return this.#maybeMonitor(verdict, client, connection, session);
+  }
+
+  /**
+   * A certificate that has expired, but within its CA's renewal window, is admitted to a
+   * session that may only renew (a device back from months offline renews with it, as over
+   * HTTPS); every other check still applies. Outside the window, or when the window cannot
+   * be read, the refusal stands.
+   */
+  async #renewalOnly(verdict: Extract<Verdict, { ok: false }>, certificate: PeerCertificateFacts, decide: (options?: AdmissionOptions) => Promise<Verdict>): Promise<Verdict | undefined> {
+    if (verdict.reason !== 'certificate_expired' || !this.#renew || !this.deps.renewal) return undefined;
+    const now = this.deps.clock();
+    // The device's own certificate must be the expired one, not a CA of its chain.
+    if (validityProblem(certificate, now)?.reason !== 'certificate_expired') return undefined;
+    const waived = await decide({ waive: 'certificate_expired' });
+    if (!waived.ok || !waived.record) return undefined;
+    const windowMs = await this.deps.renewal.renewalWindowMs(waived.record.caId ?? '').catch((err: unknown) => {
+      this.deps.log.warn({ err, event: 'renewal_window_unavailable', deviceId: waived.deviceId }, 'renewal window could not be read; refused as expired');
+      return 0;
+    });
+    return now.getTime() <= certificate.notAfter.getTime() + windowMs ? waived : undefined;
   }
 
   /** In monitor mode a failed identity check is recorded and the device admitted as it claims to be. */
@@ -495,7 +524,7 @@ export class DeviceBroker {
     this.#telemetry.connectedDevices(this.sessions.readyCount);
     const renewed = this.#connections.get(client.conn)?.retiresPredecessorOf;
     if (renewed) this.deps.registry.renewalSeen?.(renewed).catch((err: unknown) => this.deps.log.error({ err, serial: renewed }, 'renewal not settled; its grace period will'));
-    if (!session.claim) this.#presence('connected', session, { serial: session.serial || undefined, peer: session.peer, monitored: session.monitored, grant: session.grant?.id });
+    if (!session.claim) this.#presence('connected', session, { serial: session.serial || undefined, peer: session.peer, monitored: session.monitored, grant: session.grant?.id, renewOnly: session.renewOnly });
   }
 
   #onClose(connection: Connection): void {
@@ -524,6 +553,7 @@ export class DeviceBroker {
     if (!connection || !session) return done(new Refusal('certificate_invalid', { detail: 'publish without an admitted session' }));
     if (session.doomed) return done(new Refusal(session.doomed.reason, this.#facts(connection, client.id)));
     if (session.claim) return this.#claims.authorizePublish(client, session.claim, packet, (reason, extra) => this.#refuse(reason, connection, client.id, extra), done);
+    if (session.renewOnly && !this.#renew?.isRequest(packet.topic)) return done(this.#refuse('topic_denied', connection, client.id, { topic: packet.topic, detail: RENEW_ONLY }));
     if (this.#renew?.isRequest(packet.topic)) {
       packet.retain = false; // a request is served, never stored
       void this.#renew.request(client, session, packet.payload as Buffer);
@@ -559,6 +589,10 @@ export class DeviceBroker {
     if (!session.claim && this.#renew?.isReply(subscription.topic)) {
       held.add(subscription.topic);
       return done(null, subscription);
+    }
+    if (session.renewOnly) {
+      this.#refuse('topic_denied', connection, client.id, { topic: subscription.topic, detail: RENEW_ONLY });
+      return done(null, null);
     }
     if (session.claim ? !this.#claims.maySubscribe(subscription.topic) : !session.policy.maySubscribe(subscription.topic)) {
       if (session.claim || !this.#monitored(session, 'topic_denied')) {

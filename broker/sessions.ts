@@ -22,6 +22,8 @@ export interface Session {
   filters?: Set<string>;
   /** Admitted in monitor mode: failed checks are recorded, not enforced. */
   monitored?: boolean;
+  /** An expired certificate inside its CA's renewal window: the renewal topic and its replies only. */
+  renewOnly?: boolean;
   /** A claim session (claim certificate): claim topics only, never a device. */
   claim?: ClaimSession;
   /** Admitted through a break-glass grant: ends when the grant does. */

@@ -65,7 +65,7 @@ export class BrokerTelemetry {
     this.log.warn({ event: 'session_terminated', reason, ...facts }, 'session closed by the broker');
   }
 
-  admitted(facts: RefusalFacts & { grant?: string; monitored?: boolean }, seconds: number): void {
+  admitted(facts: RefusalFacts & { grant?: string; monitored?: boolean; renewOnly?: boolean }, seconds: number): void {
     this.#admissionSeconds.observe(seconds);
     this.log.info({ event: 'admitted', ...facts }, 'device admitted');
   }

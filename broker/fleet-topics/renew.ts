@@ -28,6 +28,8 @@ export type RenewalOutcome = { ok: true; certificate: Record<string, unknown> } 
 /** What the broker needs to renew a certificate (a narrow port; provisioning serves it). */
 export interface RenewalPort {
   renew(fingerprint: Fingerprint, csrPem: string): Promise<RenewalOutcome>;
+  /** How long after notAfter a certificate of this CA may still renew itself (0: not at all). */
+  renewalWindowMs(caId: string): Promise<number>;
 }
 
 export interface RenewingSession {

@@ -16,7 +16,7 @@ import { expiredButRegistered } from '../support/fixtures.js';
 import { startFleet, type EnrolledDevice, type TestFleet } from '../support/fleet.js';
 import { httpsRequest } from '../support/https.js';
 import { ecKeyWithCsr } from '../support/keys.js';
-import { end, subackCodes, type Identity } from '../support/mqtt.js';
+import { closed, end, subackCodes, type Identity } from '../support/mqtt.js';
 import { eventually } from '../support/wait.js';
 
 const run = promisify(execFile);
@@ -139,6 +139,68 @@ describe('renewal', { timeout: 90_000 }, () => {
     } finally {
       await setPolicy({});
     }
+  });
+
+  describe('over MQTT with an expired certificate', () => {
+    const renewOver = async (client: MqttClient, csr: string): Promise<{ topic: string; body: { serial?: string; certificate?: string; error?: { code: string } } }> => {
+      const answer = new Promise<{ topic: string; body: { serial?: string; certificate?: string } }>((resolve) => client.once('message', (topic, payload) => resolve({ topic, body: JSON.parse(payload.toString()) as { serial?: string } })));
+      await client.publishAsync(RENEW_TOPIC, JSON.stringify({ csr }), { qos: 1 });
+      return answer;
+    };
+
+    it('admits a certificate expired inside the CA’s renewal window to a session that may only renew', async () => {
+      await fleet.api('/v1/devices', { body: { id: 'renew-mqtt-stale' } });
+      const stale = await expiredButRegistered(fleet, 'renew-mqtt-stale'); // expired a day ago, by the TLS layer's clock too
+      const before = await fleet.tryConnect(stale);
+      assert.equal(before.returnCode, 5, 'no window by default');
+      await end(before.client);
+      assert.equal((await fleet.logs.waitFor('refusal', { clientId: 'renew-mqtt-stale' })).reason, 'certificate_expired');
+
+      await setPolicy({ renewalWindowSeconds: 7 * 86400 });
+      try {
+        const client = await fleet.connect(stale);
+        assert.deepEqual(await subackCodes(client, { 'devices/renew-mqtt-stale/#': { qos: 0 }, [RENEW_ACCEPTED]: { qos: 1 }, [RENEW_REJECTED]: { qos: 1 } }), [0x80, 1, 1]);
+        assert.equal((await fleet.logs.waitFor('refusal', { clientId: 'renew-mqtt-stale', topic: 'devices/renew-mqtt-stale/#' })).reason, 'topic_denied');
+        const next = await ecKeyWithCsr();
+        const answer = await renewOver(client, next.csrPem);
+        assert.equal(answer.topic, RENEW_ACCEPTED, JSON.stringify(answer.body));
+        // Nothing but renewal: publishing to its own topic ends the session.
+        const gone = closed(client);
+        client.publish('devices/renew-mqtt-stale/telemetry', 'still here');
+        await gone;
+        assert.equal((await fleet.logs.waitFor('refusal', { clientId: 'renew-mqtt-stale', topic: 'devices/renew-mqtt-stale/telemetry' })).reason, 'topic_denied');
+
+        const renewed = await fleet.connect({ id: 'renew-mqtt-stale', certPem: answer.body.certificate!, keyPem: next.keyPem });
+        assert.deepEqual(await subackCodes(renewed, { 'devices/renew-mqtt-stale/#': { qos: 0 } }), [0]);
+        await end(renewed);
+      } finally {
+        await setPolicy({});
+      }
+    });
+
+    it('refuses a session with a will, and one whose certificate is outside the window, as expired', async () => {
+      const device = await fleet.enroll('renew-mqtt-late');
+      const notAfter = new x509.X509Certificate(device.certPem).notAfter.getTime();
+      await setPolicy({ renewalWindowSeconds: 2 * 86400 });
+      try {
+        offsetMs = notAfter + DAY - Date.now();
+        const willing = await fleet.tryConnect(device, { will: { topic: 'devices/renew-mqtt-late/gone', payload: Buffer.from('x'), qos: 0, retain: false } });
+        assert.equal(willing.returnCode, 5);
+        await end(willing.client);
+        assert.equal((await fleet.logs.waitFor('refusal', { clientId: 'renew-mqtt-late' })).reason, 'topic_denied');
+        const inside = await fleet.connect(device);
+        await end(inside);
+
+        offsetMs = notAfter + 3 * DAY - Date.now();
+        const late = await fleet.tryConnect(device);
+        assert.equal(late.returnCode, 5);
+        await end(late.client);
+        await eventually(() => fleet.logs.refusals({ clientId: 'renew-mqtt-late', reason: 'certificate_expired' }).length === 1, 5000, 'refused as expired');
+      } finally {
+        offsetMs = 0;
+        await setPolicy({});
+      }
+    });
   });
 
   describe('over MQTT', () => {

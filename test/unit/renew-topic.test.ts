@@ -31,6 +31,7 @@ function port(calls: string[], hold?: Promise<void>): RenewalPort {
       if (csr === 'refuse') return { ok: false, code: 'csr_malformed', message: 'not a CSR' };
       return { ok: true, certificate: { serial: `new-${fingerprint.slice(0, 4)}`, certificate: '-----BEGIN CERTIFICATE-----' } };
     },
+    renewalWindowMs: () => Promise.resolve(0),
   };
 }
 
