@@ -249,7 +249,10 @@ export class Provisioning {
     const parent = parentId ?? ROOT_CA_ID;
     await this.#signingCa(parent, { forCas: true });
     if ((await this.deps.registry.authorities.list()).some((c) => c.id === id || c.name === id)) throw new RegistryError('ca_exists', id);
-    const record = await this.deps.keyring.create({ id, name: id, parentId: parent, crlUrl: this.crlUrl(parent) }, this.deps.clock);
+    const record = await this.deps.keyring.create({ id, name: id, parentId: parent, crlUrl: this.crlUrl(parent) }, this.deps.clock).catch((error: unknown) => {
+      // Its key file is created exclusively: another request is creating a CA of this id right now.
+      throw (error as NodeJS.ErrnoException).code === 'EEXIST' ? new RegistryError('ca_exists', id) : error;
+    });
     try {
       return await this.deps.registry.authorities.record(record, actor);
     } catch (error) {

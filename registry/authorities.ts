@@ -37,6 +37,7 @@ export function caSubtree(cas: readonly CaRecord[], rootId: string): string[] {
 
 /** Inserts a CA within a change: its name and id unused, audited, announced. */
 export async function insertCa({ tx, iso, audit, announce }: Change, ca: CaRecord): Promise<void> {
+  await tx.cas.lockNames([ca.id, ca.name]);
   if ((await tx.cas.all()).some((c) => c.id === ca.id || c.name === ca.name)) throw new RegistryError('ca_exists', ca.name);
   await tx.cas.insert(ca);
   audit({

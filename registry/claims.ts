@@ -52,6 +52,7 @@ export class ClaimBatches {
       for (const group of batch.template.groups) if (!(await tx.groups.get(group))) throw new RegistryError('group_not_found', group);
       caRefusalOrThrow(await tx.cas.get(batch.caId, { lock: 'share' }), batch.caId);
       // A claim key is shared by a whole batch: never one a device holds (or held).
+      await tx.certificates.lockKeys([batch.publicKeySha256]);
       if ((await tx.certificates.withPublicKey(batch.publicKeySha256)).length > 0 || (await tx.claims.batchWithKey(batch.publicKeySha256))) throw new RegistryError('public_key_in_use');
       if (!(await tx.claims.insertBatch(batch))) throw new RegistryError('claim_batch_exists', batch.id);
       audit({
@@ -133,6 +134,7 @@ export class ClaimBatches {
       const { tx, at, iso, audit, announce } = change;
       issuingBatch(await tx.claims.batch(batchId, { lock: true }), batchId, at);
       caRefusalOrThrow(await tx.cas.get(certificate.caId, { lock: 'share' }), certificate.caId);
+      await tx.certificates.lockKeys([certificate.publicKeySha256]);
       const refusal = await claimRefusal(tx, batchId, certificate.deviceId, certificate.publicKeySha256);
       if (refusal) throw refusal;
 

@@ -118,6 +118,8 @@ export class Lifecycle {
       const devices = await tx.devices.getMany(items.map((i) => i.certificate.deviceId), { lock: true });
       const cas = new Map<string, CaRecord | undefined>();
       for (const caId of new Set(items.map((i) => i.certificate.caId))) cas.set(caId, await tx.cas.get(caId, { lock: 'share' }));
+      // A key is one device's: held from here to the commit, so another node cannot certify it meanwhile.
+      await tx.certificates.lockKeys(items.map((i) => i.certificate.publicKeySha256));
       const holders = new Map<string, { deviceId: DeviceId; status: CertificateStatus }[]>();
       for (const h of await tx.certificates.holdersOfKeys(items.map((i) => i.certificate.publicKeySha256))) {
         holders.set(h.publicKeySha256, [...(holders.get(h.publicKeySha256) ?? []), h]);

@@ -2,7 +2,7 @@ import type { Selectable } from 'kysely';
 import type { SerialHex } from '../ids.js';
 import type { CaRecord, CaStatus, UnknownCertificatePolicy } from '../model.js';
 import type { CasTable } from '../schema.js';
-import { chunks, orUndefined, toDate, toOptionalDate, type QueryContext } from './executor.js';
+import { chunks, lockNames, LOCK_SPACES, orUndefined, toDate, toOptionalDate, type QueryContext } from './executor.js';
 
 function toCa(row: Selectable<CasTable>): CaRecord {
   return {
@@ -26,6 +26,11 @@ function toCa(row: Selectable<CasTable>): CaRecord {
 
 export class CaQueries {
   constructor(private readonly q: QueryContext) {}
+
+  /** Until the transaction ends, no other may record a CA of these ids or names (see lockNames). */
+  lockNames(names: readonly string[]): Promise<void> {
+    return lockNames(this.q, LOCK_SPACES.caName, names);
+  }
 
   async insert(r: CaRecord): Promise<void> {
     await this.q.db

@@ -2,7 +2,7 @@ import type { Selectable } from 'kysely';
 import type { DeviceId, Fingerprint, SerialHex } from '../ids.js';
 import type { AdmissionRecord, CertificateRecord, CertificateStatus, DeviceStatus } from '../model.js';
 import type { CertificatesTable } from '../schema.js';
-import { chunks, insertRows, orUndefined, selectWhereIn, toDate, toOptionalDate, type QueryContext } from './executor.js';
+import { chunks, insertRows, lockNames, LOCK_SPACES, orUndefined, selectWhereIn, toDate, toOptionalDate, type QueryContext } from './executor.js';
 
 function toCertificate(row: Selectable<CertificatesTable>): CertificateRecord {
   return {
@@ -87,6 +87,11 @@ export class CertificateQueries {
   async ofDevice(id: DeviceId): Promise<CertificateRecord[]> {
     const rows = await this.q.db.selectFrom('certificates').selectAll().where('device_id', '=', id).orderBy('created_at').orderBy('serial').execute();
     return rows.map(toCertificate);
+  }
+
+  /** Until the transaction ends, no other may certify these keys (see lockNames). */
+  lockKeys(publicKeySha256s: readonly string[]): Promise<void> {
+    return lockNames(this.q, LOCK_SPACES.publicKey, publicKeySha256s);
   }
 
   async withPublicKey(publicKeySha256: string): Promise<CertificateRecord[]> {

@@ -1,7 +1,7 @@
 // What every query module runs on: the root Kysely instance or a transaction, plus the one
 // dialect difference queries need (row locks exist in PostgreSQL only; SQLite serializes
 // writers anyway).
-import { CompiledQuery, type Compilable, type InsertObject, type Kysely, type Transaction } from 'kysely';
+import { CompiledQuery, sql, type Compilable, type InsertObject, type Kysely, type Transaction } from 'kysely';
 import type { Dialect } from '../migrations.js';
 import type { RegistryDatabase } from '../schema.js';
 
@@ -68,4 +68,20 @@ export async function selectWhereIn<Row>(q: QueryContext, name: string, values: 
     compiledSelects.set(key, sql);
   }
   return (await q.db.executeQuery<Row>(CompiledQuery.raw(sql, [...padded]))).rows;
+}
+
+/** The name spaces of advisory locks (the first of PostgreSQL's two lock keys). */
+export const LOCK_SPACES = { publicKey: 0x4b4559, caName: 0x434120 } as const;
+
+/**
+ * Holds a PostgreSQL advisory lock on each name until the transaction ends, so that
+ * "is it taken? then take it" cannot interleave with another node doing the same for a name
+ * no row or constraint covers (a key held by one device only; a CA name). Taken in one
+ * order, so two transactions never wait on each other in a cycle; a hash collision only
+ * serializes two unrelated names. SQLite serializes writers anyway.
+ */
+export async function lockNames(q: QueryContext, space: number, names: readonly string[]): Promise<void> {
+  if (q.dialect !== 'postgres' || names.length === 0) return;
+  const sorted = [...new Set(names)].sort();
+  await sql`SELECT count(pg_advisory_xact_lock(${space}::int4, h)) FROM (SELECT hashtext(n) AS h FROM unnest(${sorted}::text[]) AS n ORDER BY h) AS keys`.execute(q.db);
 }
