@@ -1,11 +1,13 @@
-// The CRL written as DER by hand, read back by @peculiar/x509 and by openssl.
+// The CRL written as DER by hand, read back by @peculiar/x509 and by openssl; and its file,
+// which two writers at once never leave half written.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { crlToPem } from '../../provisioning/crl.js';
+import { CrlPublisher, crlToPem } from '../../provisioning/crl.js';
+import type { SerialHex } from '../../registry/ids.js';
 import { time } from '../../provisioning/pki/der.js';
 import { x509 } from '../../provisioning/pki/x509.js';
 import { operatorCa } from '../support/fixtures.js';
@@ -71,5 +73,36 @@ describe('CRL DER', () => {
     assert.equal(time(new Date('2049-12-31T23:59:59Z'))[0], 0x17);
     assert.equal(time(new Date('2050-01-01T00:00:00Z')).toString('latin1').slice(2), '20500101000000Z');
     assert.equal(time(new Date('2050-01-01T00:00:00Z'))[0], 0x18);
+  });
+});
+
+describe('CRL file', () => {
+  it('is replaced whole: two writers at once (two processes of one installation) never interleave, and a reader never sees half a file', async () => {
+    const ca = await operatorCa('CRL File CA');
+    const path = join(work, 'shared.crl.pem');
+    const entries = (count: number) => () => Promise.resolve(Array.from({ length: count }, (_, i) => ({ serial: (i + 1).toString(16) as SerialHex, revokedAt: new Date('2026-11-01T00:00:00Z') })));
+    // Different sizes, so a file mixed from both, or cut short, does not parse or verify.
+    const writers = [new CrlPublisher(ca, entries(3000), () => new Date(), { path, validityMs: 86_400_000 }), new CrlPublisher(ca, entries(7), () => new Date(), { path, validityMs: 86_400_000 })];
+    await writers[0]!.refresh();
+    let writing = true;
+    const reads: string[] = [];
+    const reader = (async () => {
+      while (writing) {
+        reads.push(readFileSync(path, 'utf8'));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+    await Promise.all(writers.map(async (writer) => {
+      for (let i = 0; i < 30; i++) await writer.refresh();
+    }));
+    writing = false;
+    await reader;
+    reads.push(readFileSync(path, 'utf8'));
+    for (const pem of new Set(reads)) {
+      const crl = new x509.X509Crl(pem);
+      assert.ok([3000, 7].includes(crl.entries.length), `${crl.entries.length} entries`);
+      assert.equal(await crl.verify({ publicKey: ca.certificate }), true);
+    }
+    assert.deepEqual(readdirSync(work).filter((f) => f.startsWith('shared.crl.pem') && f !== 'shared.crl.pem'), [], 'no temporary file left behind');
   });
 });
