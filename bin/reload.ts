@@ -11,6 +11,7 @@ import type { MutualTlsListener } from '../broker/listener.js';
 import { importCrls, type CrlImport, type CrlRevocations } from '../provisioning/crl-import.js';
 import { withIntermediates } from '../provisioning/pki/served-chain.js';
 import type { Trust } from '../provisioning/trust.js';
+import type { Clock } from '../registry/clock.js';
 import type { Registry } from '../registry/registry.js';
 import type { DataLayout } from './data-dir.js';
 
@@ -30,6 +31,7 @@ export interface ReloadTargets {
   /** The API's TLS context: its server certificate is the broker's, its client trust the broker's too. */
   api: { setTrust(caPem: string): void; setServerCredentials(credentials: { key: string; cert: string }): void };
   log: Logger;
+  clock: Clock;
 }
 
 export const trustDir = (layout: DataLayout) => join(layout.pki.dir, 'trust.d');
@@ -67,7 +69,7 @@ export class Reloader {
   }
 
   reloadCrls(): Promise<CrlImport> {
-    return importCrls(crlDir(this.t.layout), this.t.registry, this.t.crlRevocations, this.t.log);
+    return importCrls(crlDir(this.t.layout), this.t.registry, this.t.crlRevocations, this.t.log, this.t.clock);
   }
 
   async reloadAll(): Promise<ReloadSummary> {

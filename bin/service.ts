@@ -200,6 +200,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       crlRevocations,
       api: { setTrust: (ca) => apiTls.setTrust(ca), setServerCredentials: (credentials) => apiTls.setServerCredentials(credentials) },
       log,
+      clock,
     });
     teardown.push(() => reloader.stop());
     if (cluster) {

@@ -6,6 +6,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import type { Clock } from '../registry/clock.js';
 import type { SerialHex } from '../registry/ids.js';
 import type { Actor } from '../registry/model.js';
 import type { Registry } from '../registry/registry.js';
@@ -38,7 +39,7 @@ function parseCrl(content: Buffer): x509.X509Crl {
   return new x509.X509Crl(pem ? Buffer.from(pem[2]!.replace(/\s+/g, ''), 'base64') : content);
 }
 
-export async function importCrls(dir: string, registry: Registry, revocations: CrlRevocations, log: Logger): Promise<CrlImport> {
+export async function importCrls(dir: string, registry: Registry, revocations: CrlRevocations, log: Logger, clock: Clock): Promise<CrlImport> {
   const names = (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => /\.(pem|crl|der)$/i.test(n)).sort();
   const external = (await registry.authorities.list()).filter((ca) => ca.external);
   const actor: Actor = { kind: 'system', id: 'crl-import' };
@@ -55,7 +56,7 @@ export async function importCrls(dir: string, registry: Registry, revocations: C
       }
       if (!issuer) throw new Error(`not signed by a registered operator CA (issuer ${crl.issuer})`);
       // An expired CRL still lists revocations: they stay revoked. It is reported, not obeyed by refusing everyone.
-      if (crl.nextUpdate && crl.nextUpdate.getTime() < Date.now()) result.problems.push({ file, problem: `expired at ${crl.nextUpdate.toISOString()}; its entries were applied` });
+      if (crl.nextUpdate && crl.nextUpdate.getTime() < clock().getTime()) result.problems.push({ file, problem: `expired at ${crl.nextUpdate.toISOString()}; its entries were applied` });
       const serials = listed.get(issuer.id) ?? new Set<string>();
       listed.set(issuer.id, serials);
       for (const entry of crl.entries) {

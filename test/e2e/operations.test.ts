@@ -82,8 +82,10 @@ describe('phased enforcement', { timeout: 60_000 }, () => {
 describe('break-glass', { timeout: 60_000 }, () => {
   let fleet: TestFleet;
   let bob: string;
+  // The service clock; a test moves it past a grant's end.
+  let offsetMs = 0;
   before(async () => {
-    fleet = await startFleet();
+    fleet = await startFleet({ clock: () => new Date(Date.now() + offsetMs) });
     bob = await addOperator(fleet.dir, 'bob');
   });
   after(() => fleet.close());
@@ -146,6 +148,25 @@ describe('break-glass', { timeout: 60_000 }, () => {
     assert.equal(list.find((g: { id: string }) => g.id === opened.json.id).status, 'CLOSED');
     const again = await fleet.api(`/v1/break-glass/${opened.json.id}/close`, { method: 'POST' });
     assert.deepEqual([again.status, again.json.error.code], [409, 'grant_ended']);
+  });
+
+  it('says a grant has expired, and admits nothing through it, once the service clock passes its end', async () => {
+    await fleet.enroll('bg-4');
+    const expired = await expiredButRegistered(fleet, 'bg-4');
+    const opened = await open({ deviceId: 'bg-4', waives: 'certificate_expired', durationSeconds: 600 });
+    const approved = await fleet.api(`/v1/break-glass/${opened.json.id}/approve`, { method: 'POST', token: bob });
+    assert.equal(approved.json.status, 'ACTIVE');
+    offsetMs = 601_000;
+    try {
+      assert.equal((await fleet.api(`/v1/break-glass/${opened.json.id}`)).json.status, 'EXPIRED');
+      assert.equal((await fleet.api('/v1/break-glass')).json.grants.find((g: { id: string }) => g.id === opened.json.id).status, 'EXPIRED');
+      const refused = await fleet.tryConnect(expired);
+      assert.equal(refused.returnCode, 5);
+      await end(refused.client);
+      assert.equal((await fleet.logs.waitFor('refusal', { clientId: 'bg-4' })).reason, 'certificate_expired');
+    } finally {
+      offsetMs = 0;
+    }
   });
 
   it('never lets a revoked certificate through', async () => {

@@ -26,7 +26,7 @@ export function breakGlassRoutes<S extends RawServerBase>(app: FastifyInstance<S
     ...(g.fingerprint ? { fingerprint: g.fingerprint } : {}),
     waives: g.waives,
     reason: g.reason,
-    status: grantStatus(g, new Date()),
+    status: grantStatus(g, deps.clock()),
     durationSeconds: g.durationMs / 1000,
     requestedBy: g.requestedBy,
     ...(g.approvedBy ? { approvedBy: g.approvedBy, approvedAt: g.approvedAt!.toISOString(), expiresAt: g.expiresAt!.toISOString() } : {}),
