@@ -3,6 +3,9 @@
 // limit is banned for a while, and the ban lifts by itself.
 import { LRUCache } from 'lru-cache';
 import { TokenBucket, type Rate } from './limits.js';
+import type { Ban } from '../registry/model.js';
+
+export type { Ban };
 
 export interface AbuseLimits {
   perClientId: Rate;
@@ -18,13 +21,6 @@ interface Strikes {
   since: number;
 }
 
-export interface Ban {
-  clientId: string;
-  /** The certificate fingerprint the ban applies to, or the address of a client without one. */
-  identity: string;
-  since: number;
-  until: number;
-}
 
 const TRACKED = 100_000;
 

@@ -2,7 +2,7 @@
 // work while the CA or even the registry cannot help), and the rule for when one applies.
 import { grantStatus, type Grant } from '../registry/model.js';
 import type { PeerCertificateFacts } from './peer.js';
-import { PINNED_ONLY, WAIVABLE, type Reason } from './reasons.js';
+import { isWaivable, PINNED_ONLY, type Reason } from './reasons.js';
 
 export class GrantBook {
   readonly #byDevice = new Map<string, Map<string, Grant>>();
@@ -28,7 +28,7 @@ export class GrantBook {
 
   /** An active grant that lets this certificate pass `reason`, if there is one. */
   find(certificate: PeerCertificateFacts, reason: Reason, now: Date): Grant | undefined {
-    if (!(WAIVABLE as readonly Reason[]).includes(reason) || !certificate.commonName) return undefined;
+    if (!isWaivable(reason) || !certificate.commonName) return undefined;
     for (const grant of this.#byDevice.get(certificate.commonName)?.values() ?? []) {
       if (grant.waives !== reason || grantStatus(grant, now) !== 'ACTIVE') continue;
       if (grant.fingerprint ? grant.fingerprint === certificate.fingerprint : !PINNED_ONLY.includes(reason)) return grant;

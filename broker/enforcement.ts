@@ -1,18 +1,11 @@
 // Phased enforcement at the broker: whether a refusal is carried out or only recorded as
 // "would refuse", and the record operators read before they switch to enforce.
-import type { EnforcementMode } from '../registry/model.js';
+import type { EnforcementMode, WouldRefuse as Recorded } from '../registry/model.js';
 import type { Reason } from './reasons.js';
 import { ALWAYS_ENFORCED } from './reasons.js';
 
-export interface WouldRefuse {
+export interface WouldRefuse extends Recorded {
   reason: Reason;
-  clientId?: string;
-  deviceId?: string;
-  fingerprint?: string;
-  lastPeer?: string;
-  count: number;
-  firstSeen: string;
-  lastSeen: string;
 }
 
 const KEPT = 10_000;

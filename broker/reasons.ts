@@ -1,3 +1,5 @@
+import type { WaivableReason as Waivable } from '../registry/waivers.js';
+
 // The closed catalogue of refusals. Every refusal the broker makes names one of these; the
 // CONNACK code comes from here, never from the call site. docs/reasons.md explains each one
 // and a test keeps the two equal.
@@ -53,26 +55,13 @@ export const REASONS = {
 export type Reason = keyof typeof REASONS;
 export const ALL_REASONS = Object.keys(REASONS) as Reason[];
 
-/**
- * The failures a break-glass grant may let a device pass: flaws of a certificate the fleet
- * otherwise knows. Never a decision somebody made (revoked, inactive on purpose is allowed,
- * disabled), never who the device claims to be, never abuse.
- */
-export const WAIVABLE = [
-  'certificate_expired',
-  'certificate_not_yet_valid',
-  'chain_incomplete',
-  'unknown_issuer',
-  'wrong_key_usage',
-  'certificate_invalid',
-  'unregistered_certificate',
-  'certificate_inactive',
-  'registry_unavailable',
-] as const satisfies readonly Reason[];
-export type WaivableReason = (typeof WAIVABLE)[number];
-
-/** Waivable only for a grant pinned to one certificate's fingerprint: the registry cannot vouch for these. */
-export const PINNED_ONLY: readonly Reason[] = ['chain_incomplete', 'unknown_issuer', 'unregistered_certificate', 'registry_unavailable'];
+// What a break-glass grant may waive is decided in registry/waivers.ts, where the API reads it
+// too; every waivable failure must be a reason of this catalogue.
+export { PINNED_ONLY, WAIVABLE, isWaivable } from '../registry/waivers.js';
+export type WaivableReason = Waivable;
+type Holds<T extends true> = T;
+/** Fails to compile if a waivable failure is no reason of this catalogue. */
+export type WaivableAreReasons = Holds<Waivable extends Reason ? true : false>;
 
 /**
  * Decisions monitor mode never relaxes: monitor mode is for rolling out the identity checks,

@@ -84,6 +84,28 @@ export interface TopicPolicy {
 
 export type EnforcementMode = 'enforce' | 'monitor';
 
+/** A refusal monitor mode only recorded, as the broker reports it to operators. */
+export interface WouldRefuse {
+  /** A refusal reason of the broker's catalogue. */
+  reason: string;
+  clientId?: string;
+  deviceId?: string;
+  fingerprint?: string;
+  lastPeer?: string;
+  count: number;
+  firstSeen: string;
+  lastSeen: string;
+}
+
+/** A client id abuse control has banned for a while, as the broker reports it to operators. */
+export interface Ban {
+  clientId: string;
+  /** The certificate fingerprint the ban applies to, or the address of a client without one. */
+  identity: string;
+  since: number;
+  until: number;
+}
+
 export interface Group {
   id: string;
   description: string;

@@ -1,10 +1,10 @@
 // Break-glass grants: opened by one operator, approved by another, used by the broker, ended
 // by time or by hand.
 import type { FastifyInstance, RawServerBase } from 'fastify';
-import { PINNED_ONLY, WAIVABLE, type Reason } from '../../../broker/reasons.js';
 import type { DeviceId } from '../../../registry/ids.js';
 import { toFingerprint } from '../../../registry/ids.js';
 import { grantStatus, type Grant } from '../../../registry/model.js';
+import { isWaivable, PINNED_ONLY } from '../../../registry/waivers.js';
 import { OPERATORS, READERS, access } from '../access.js';
 import type { ApiDeps } from '../context.js';
 import { ApiError } from '../errors.js';
@@ -36,8 +36,8 @@ export function breakGlassRoutes<S extends RawServerBase>(app: FastifyInstance<S
 
   app.post<{ Body: GrantBody }>('/v1/break-glass', { schema: { body: bodies.grant }, ...access(OPERATORS) }, async (request, reply) => {
     const { deviceId, fingerprint, waives, reason, durationSeconds } = request.body;
-    if (!(WAIVABLE as readonly string[]).includes(waives)) throw new ApiError('grant_not_waivable', `${waives} cannot be waived`);
-    if (PINNED_ONLY.includes(waives as Reason) && !fingerprint) throw new ApiError('grant_needs_fingerprint');
+    if (!isWaivable(waives)) throw new ApiError('grant_not_waivable', `${waives} cannot be waived`);
+    if (PINNED_ONLY.includes(waives) && !fingerprint) throw new ApiError('grant_needs_fingerprint');
     if (durationSeconds * 1000 > deps.breakGlassMaxMs) throw new ApiError('grant_too_long', `at most ${deps.breakGlassMaxMs / 1000} s`);
     const grant = await grants.open({ deviceId: deviceId as DeviceId, fingerprint: fingerprint ? toFingerprint(fingerprint) : undefined, waives, reason, durationMs: durationSeconds * 1000 }, request.actor!);
     return reply.status(201).send(json(grant));
