@@ -166,6 +166,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       claims: claimPort(registry, claims),
       renewal: renewalPort(registry, provisioning),
       sharedState: cluster?.state,
+      ...(cluster ? { otherNodes: { holdAuthenticated: async (clientId: string) => (await cluster.bus.ask('authenticated', clientId)).some((answer) => answer === true) } } : {}),
     });
     teardown.push(async () => {
       await broker.close();
@@ -216,6 +217,8 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       });
       // "Connected now" is a question for every node.
       cluster.bus.answer('connected', (deviceId) => broker.isConnected(String(deviceId)));
+      // Monitor mode admits no one over a client id another node's authenticated device holds.
+      cluster.bus.answer('authenticated', (clientId) => broker.holdsAuthenticated(String(clientId)));
     }
     const presence = {
       isConnected: async (deviceId: string) => broker.isConnected(deviceId) || (cluster !== undefined && (await cluster.bus.ask('connected', deviceId)).some((answer) => answer === true)),

@@ -72,6 +72,8 @@ export interface BrokerDeps {
   renewal?: RenewalPort;
   /** MQTT state shared with other nodes (broker/cluster.ts); in this process's memory when absent. */
   sharedState?: { mq: unknown; persistence: unknown };
+  /** The other nodes of a cluster, asked whether one holds an authenticated session of a client id. */
+  otherNodes?: { holdAuthenticated(clientId: string): Promise<boolean> };
 }
 
 /** Per-connection state, kept only while the connection lives. */
@@ -446,9 +448,29 @@ export class DeviceBroker {
     const claimed = connection.peer.certificate?.commonName ?? client.id;
     const groups = this.enforcement.listener === 'monitor' ? [] : (await this.#policyOf(claimed)).groups;
     if (!this.enforcement.monitors(verdict.reason, groups)) return verdict;
+    // Aedes hands a client id's session to whoever connects with it last: monitor mode must
+    // not let an unauthenticated client displace a device that proved who it is.
+    if (await this.#heldByAuthenticated(client.id, session)) {
+      if (connection.peer.certificate) this.#sight('client_id_conflict', { fingerprint: connection.peer.certificate.fingerprint, deviceId: claimed, clientId: client.id, details: { peer: connection.peer.address } });
+      return { ...verdict, detail: `${verdict.detail ? `${verdict.detail}; ` : ''}not monitored: client id ${client.id} has an authenticated session` };
+    }
     session.monitored = true;
     this.#wouldRefuse(verdict.reason, connection, client.id, { detail: verdict.detail, deviceId: claimed });
     return { ok: true, deviceId: claimed };
+  }
+
+  /** Whether a session admitted on its own checks (not by monitor mode) holds this client id, here or on another node. */
+  async #heldByAuthenticated(clientId: string, newcomer: Session): Promise<boolean> {
+    // An admitted session's device id is its client id (claim sessions' included).
+    if (this.sessions.ofDevice(clientId).some((s) => s !== newcomer && !s.monitored && !s.doomed && (s.phase === 'authenticated' || s.phase === 'ready'))) return true;
+    if (!this.deps.otherNodes) return false;
+    // Not knowing is treated as held: the newcomer is refused, the device keeps its session.
+    return this.deps.otherNodes.holdAuthenticated(clientId).catch(() => true);
+  }
+
+  /** Whether this node holds a session of `clientId` admitted on its own checks (asked by other nodes). */
+  holdsAuthenticated(clientId: string): boolean {
+    return this.sessions.ofDevice(clientId).some((s) => !s.monitored && !s.doomed && s.phase === 'ready');
   }
 
   #useGrant(grant: Grant, session: Session, waived: Reason, connection: Connection, clientId: string): void {

@@ -58,6 +58,43 @@ describe('phased enforcement', { timeout: 60_000 }, () => {
     assert.deepEqual(audit.map((e: { details: { mode: string } }) => e.details.mode), ['monitor', 'enforce']);
   });
 
+  it('in monitor mode never lets a connection take over the live session of an authenticated device', async () => {
+    const victim = await fleet.enroll('mon-victim');
+    const live = await fleet.connect(victim);
+    const inbox: string[] = [];
+    live.on('message', (_topic, payload) => inbox.push(payload.toString()));
+    await live.subscribeAsync('devices/mon-victim/#', { qos: 1 });
+    await fleet.api('/v1/broker/enforcement', { method: 'PUT', body: { mode: 'monitor' } });
+    await eventually(async () => (await fleet.api('/v1/broker/enforcement')).json.listener === 'monitor');
+    try {
+      // No certificate, and a certificate of another device, both naming the victim's client id.
+      const other = await fleet.enroll('mon-intruder');
+      for (const [identity, reason] of [[{ id: 'mon-victim' }, 'no_client_certificate'], [{ ...other, id: 'mon-victim' }, 'client_id_mismatch']] as const) {
+        const intruder = await fleet.tryConnect(identity);
+        assert.equal(intruder.returnCode, 5, reason);
+        await end(intruder.client);
+        await eventually(() => fleet.logs.refusals({ clientId: 'mon-victim', reason }).length === 1, 5000, `refused as ${reason}`);
+      }
+      assert.equal(live.connected, true, 'the authenticated session lives on');
+      await live.publishAsync('devices/mon-victim/ping', 'still mine', { qos: 1 });
+      await eventually(() => inbox.includes('still mine'), 5000, 'its subscription still delivers');
+
+      // Once it is gone, a device without a certificate is monitored as before.
+      await end(live);
+      await eventually(async () => !(await fleet.api('/v1/devices/mon-victim')).json.connected, 5000, 'the victim disconnected');
+      const legacy = await fleet.connect({ id: 'mon-victim' });
+      await fleet.logs.waitFor('would_refuse', { clientId: 'mon-victim', reason: 'no_client_certificate' });
+      // And the device itself, authenticated, takes its id back from a monitored session.
+      const gone = closed(legacy);
+      const back = await fleet.connect(victim);
+      await gone;
+      await end(back);
+    } finally {
+      await fleet.api('/v1/broker/enforcement', { method: 'PUT', body: { mode: 'enforce' } });
+      await eventually(async () => (await fleet.api('/v1/broker/enforcement')).json.listener === 'enforce');
+    }
+  });
+
   it('monitors one group while the rest of the fleet is enforced', async () => {
     await fleet.enroll('pilot-1');
     await fleet.enroll('other-1');
