@@ -18,7 +18,7 @@ import { pemDirectory, trustBundles } from '../provisioning/trust.js';
 import { ALL_ROLES, assignable, isRole, type Role } from '../registry/roles.js';
 import { dataLayout, DataDirError, initDataDir, recordInitialState } from './data-dir.js';
 import { trustDir } from './reload.js';
-import { DEFAULT_BREAK_GLASS_MAX_MS, DEFAULT_BROKER_OPTIONS, defaultNodeName, startService } from './service.js';
+import { DEFAULT_BATCH_RETENTION_MS, DEFAULT_BREAK_GLASS_MAX_MS, DEFAULT_BROKER_OPTIONS, defaultNodeName, startService } from './service.js';
 import { isWorker, leaveCluster, runPrimary, workerCount, workerNodeName } from './workers.js';
 
 const USAGE = `usage:
@@ -32,6 +32,7 @@ const USAGE = `usage:
                [--connect-rate 1] [--connect-burst 2]
                [--address-connect-rate 200] [--address-connect-burst 400]
                [--tls-session-tickets] [--break-glass-max 14400]
+               [--batch-retention-days 30]
   fleet report [--data DIR] [--database postgres://…] [--days 30] [--json]
   fleet operator add NAME [--role operator]… [--data DIR] [--database postgres://…]
   fleet station add NAME [--role provisioner]… [--days 365] [--public-url URL]
@@ -54,7 +55,9 @@ const USAGE = `usage:
          per second (raise it for load tests from one host, or many devices behind NAT);
          the longest a break-glass grant may last, in seconds. --tls-session-tickets
          lets devices resume TLS sessions (off by default: the tickets cost more than
-         they save for devices that stay connected).
+         they save for devices that stay connected). --batch-retention-days: how long
+         a factory batch line is remembered, so that a retry with the same
+         Idempotency-Key gets the same certificate; forgotten after that.
          Cluster: --redis makes this process a node of a cluster whose nodes share MQTT
          state and registry events through Redis (with --database, the registry in
          PostgreSQL); --node-name names it in logs and metrics (default host-pid);
@@ -158,6 +161,7 @@ async function serve(args: string[]): Promise<number> {
     'tls-session-tickets': { type: 'boolean', default: false },
     'issuing-ca-days': { type: 'string' },
     'break-glass-max': { type: 'string' },
+    'batch-retention-days': { type: 'string' },
     redis: { type: 'string' },
     'node-name': { type: 'string' },
     workers: { type: 'string' },
@@ -189,6 +193,7 @@ async function serve(args: string[]): Promise<number> {
     sessionTickets: values['tls-session-tickets'],
     issuingCaLifetimeMs: issuingLifetime(values['issuing-ca-days']),
     breakGlassMaxMs: positive(values['break-glass-max'], DEFAULT_BREAK_GLASS_MAX_MS / 1000, '--break-glass-max') * 1000,
+    batchRetentionMs: positive(values['batch-retention-days'], DEFAULT_BATCH_RETENTION_MS / DAY_MS, '--batch-retention-days') * DAY_MS,
     broker: {
       cache: { ...defaults.cache, ttlMs: positive(values['cache-ttl'], defaults.cache.ttlMs / 1000, '--cache-ttl') * 1000 },
       maxPacketBytes: positive(values['max-packet-bytes'], defaults.maxPacketBytes, '--max-packet-bytes'),

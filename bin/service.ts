@@ -62,6 +62,10 @@ export interface ServiceOptions {
   rotationIntervalMs?: number;
   /** How often renewals past their grace period are looked for (default 30 s). */
   renewalSweepIntervalMs?: number;
+  /** How long a factory batch line is remembered, so that a retry gets the same certificate (default 30 days). */
+  batchRetentionMs?: number;
+  /** How often batch lines past their retention are forgotten (default hourly). */
+  batchSweepIntervalMs?: number;
   /** The longest a break-glass grant may last. */
   breakGlassMaxMs?: number;
   broker?: Partial<BrokerOptions>;
@@ -102,6 +106,8 @@ export const DEFAULT_BROKER_OPTIONS: BrokerOptions = Object.freeze({
 
 /** The longest a break-glass grant may last unless configured otherwise: one night shift. */
 export const DEFAULT_BREAK_GLASS_MAX_MS = 4 * 60 * 60 * 1000;
+export const DEFAULT_BATCH_RETENTION_MS = 30 * DAY_MS;
+const BATCH_SWEEP_MS = 60 * 60 * 1000;
 
 /** The host to put in URLs: a wildcard address is no address to dial, so localhost. */
 function urlHost(host: string): string {
@@ -300,6 +306,18 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     const renewalTimer = setInterval(() => void retireOverdue(), options.renewalSweepIntervalMs ?? RENEWAL_SWEEP_MS);
     renewalTimer.unref();
     teardown.push(() => clearInterval(renewalTimer));
+    // Factory batch lines are idempotency records: kept for the retention period, then forgotten.
+    const batchRetentionMs = options.batchRetentionMs ?? DEFAULT_BATCH_RETENTION_MS;
+    const forgetBatchLines = () => {
+      const now = clock();
+      return registry.forgetBatchLines(new Date(now.getTime() - batchRetentionMs)).then(
+        (forgotten) => log[forgotten > 0 ? 'info' : 'debug']({ event: 'batch_retention_sweep', at: now.toISOString(), forgotten }, 'batch lines past their retention forgotten'),
+        (err: unknown) => log.error({ err, event: 'batch_retention_sweep_failed' }, 'batch lines past their retention not forgotten'),
+      );
+    };
+    const batchTimer = setInterval(() => void forgetBatchLines(), options.batchSweepIntervalMs ?? BATCH_SWEEP_MS);
+    batchTimer.unref();
+    teardown.push(() => clearInterval(batchTimer));
 
     await api.listen({ host: options.host, port: options.apiPort });
     apiPort = (api.server.address() as { port: number }).port;

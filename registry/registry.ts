@@ -77,6 +77,14 @@ export class Registry {
     });
   }
 
+  /**
+   * Forgets which certificate each factory batch line produced, for lines recorded before
+   * `cutoff`: a batch retried after that is issued anew. Not a change: not audited.
+   */
+  forgetBatchLines(cutoff: Date): Promise<number> {
+    return this.deps.store.batches.forgetBefore(cutoff);
+  }
+
   /** Something the broker saw that the fleet report should show. Not a change: not audited. */
   recordSighting(sighting: Omit<Sighting, 'id' | 'at'>): Promise<void> {
     return this.deps.store.sightings.record({ ...sighting, at: this.deps.clock() });

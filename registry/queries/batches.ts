@@ -26,6 +26,12 @@ export class BatchQueries {
     return found;
   }
 
+  /** Forgets the lines recorded before `cutoff`; returns how many. */
+  async forgetBefore(cutoff: Date): Promise<number> {
+    const result = await this.q.db.deleteFrom('batch_lines').where('created_at', '<', cutoff.getTime()).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
   /**
    * Claims keys for the serials about to be recorded; returns the keys it claimed. A key
    * another transaction claimed first is left as it is (PostgreSQL waits for that one to
@@ -47,3 +53,4 @@ export class BatchQueries {
 }
 
 export { keyOf as batchKeyOf };
+

@@ -14,6 +14,7 @@ import { x509 } from '../../provisioning/pki/x509.js';
 import { addStation, startFleet, type StationFiles, type TestFleet } from '../support/fleet.js';
 import { httpsRequest, type HttpRequest } from '../support/https.js';
 import { ecKeyWithCsr } from '../support/keys.js';
+import { eventually } from '../support/wait.js';
 
 const run = promisify(execFile);
 
@@ -177,5 +178,45 @@ describe('factory batches', { timeout: 90_000 }, () => {
     assert.deepEqual(code(await toCa('no-such-ca')), [404, 'ca_not_found']);
     assert.deepEqual(code(await toCa('root')), [409, 'ca_is_root']);
     assert.equal((await fleet.api('/v1/devices/never')).status, 404, 'still nothing registered');
+  });
+});
+
+describe('factory batch retention', { timeout: 60_000 }, () => {
+  const DAY = 24 * 60 * 60 * 1000;
+  // The sweep runs every few milliseconds; the retention passes by stepping the clock.
+  let offsetMs = 0;
+  let fleet: TestFleet;
+  let station: StationFiles;
+  before(async () => {
+    fleet = await startFleet({ clock: () => new Date(Date.now() + offsetMs), batchRetentionMs: 30 * DAY, batchSweepIntervalMs: 20 });
+    station = await addStation(fleet.dir, 'line-8', ['provisioner'], fleet.service.apiUrl);
+  });
+  after(() => fleet.close());
+
+  const send = async (body: string, key: string): Promise<Result[]> => {
+    const response = await httpsRequest(`${fleet.service.apiUrl}/v1/batches`, fleet.ca, { raw: body, headers: { 'content-type': 'application/x-ndjson', 'idempotency-key': key }, cert: station.certPem, key: station.keyPem });
+    assert.equal(response.status, 200, response.body.toString());
+    return response.body.toString().trim().split('\n').map((l) => JSON.parse(l) as Result);
+  };
+  /** Resolves once a sweep has run on the service's clock at `at` or later. */
+  const swept = (at: number) => eventually(() => fleet.logs.events('batch_retention_sweep').some((e) => Date.parse(e.at as string) >= at), 5000, 'a sweep');
+
+  it('remembers a batch line for the retention period, then forgets it: a retry after that issues anew', async () => {
+    const body = JSON.stringify({ id: 'kept-a', csr: (await ecKeyWithCsr()).csrPem });
+    const [first] = await send(body, 'old-shift');
+    assert.equal(first!.replayed, undefined);
+    const sentAt = Date.now() + offsetMs;
+
+    offsetMs += 29 * DAY;
+    await swept(sentAt + 29 * DAY);
+    const [replay] = await send(body, 'old-shift');
+    assert.deepEqual([replay!.replayed, replay!.serial], [true, first!.serial], 'still within the retention');
+
+    offsetMs += 2 * DAY;
+    await swept(sentAt + 31 * DAY);
+    const [anew] = await send(body, 'old-shift');
+    assert.equal(anew!.replayed, undefined);
+    assert.notEqual(anew!.serial, first!.serial);
+    assert.ok(fleet.logs.events('batch_retention_sweep').some((e) => (e.forgotten as number) >= 1));
   });
 });

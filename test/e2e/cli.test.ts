@@ -162,6 +162,7 @@ describe('fleet serve', { timeout: 60_000 }, () => {
       await serve.stop();
     }
     assert.equal((await fleet('serve', '--data', dir, '--break-glass-max', '0')).code, 2);
+    assert.equal((await fleet('serve', '--data', dir, '--batch-retention-days', 'never')).code, 2);
   });
 });
 

@@ -54,6 +54,8 @@ export interface FleetOptions {
   issuingCaLifetimeMs?: number;
   rotationIntervalMs?: number;
   renewalSweepIntervalMs?: number;
+  batchRetentionMs?: number;
+  batchSweepIntervalMs?: number;
 }
 
 /** Registers a device and enrolls a fresh P-256 key for it through the public API. */
@@ -107,6 +109,8 @@ export async function startFleet(options: FleetOptions = {}): Promise<TestFleet>
     issuingCaLifetimeMs: options.issuingCaLifetimeMs,
     rotationIntervalMs: options.rotationIntervalMs,
     renewalSweepIntervalMs: options.renewalSweepIntervalMs,
+    batchRetentionMs: options.batchRetentionMs,
+    batchSweepIntervalMs: options.batchSweepIntervalMs,
   });
   const layout = dataLayout(dir);
   const token = (await readFile(layout.adminToken, 'utf8')).trim();
