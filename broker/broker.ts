@@ -413,12 +413,13 @@ export class DeviceBroker {
       }
       return this.#maybeMonitor(waived, client, connection, session);
     }
+    // Monitor mode, where it applies, admits in full; only what it would refuse may still renew.
+    const monitored = await this.#maybeMonitor(verdict, client, connection, session);
+    if (monitored.ok) return monitored;
     const renewing = await this.#renewalOnly(verdict, peer.certificate, decide);
-    if (renewing) {
-      session.renewOnly = true;
-      return renewing;
-    }
-    return this.#maybeMonitor(verdict, client, connection, session);
+    if (!renewing) return monitored;
+    session.renewOnly = true;
+    return renewing;
   }
 
   /**
