@@ -260,6 +260,12 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '006_batch_retention': {
+      async up(db: Kysely<unknown>) {
+        // The retention sweep deletes by age: without this it reads every line kept.
+        await db.schema.createIndex('batch_lines_created_at').on('batch_lines').column('created_at').execute();
+      },
+    },
   };
 }
 
