@@ -94,6 +94,11 @@ const ORDINARY_ENDINGS = new Set(['keep alive timeout', 'drain timeout', 'connec
 /** The same sighting is recorded at most this often. */
 const SIGHTING_INTERVAL_MS = 60_000;
 export const PRESENCE_TOPIC = '$fleet/events/presence';
+/**
+ * While events may be missed, how often live sessions are checked against the registry: a
+ * device revoked on another node during the outage is closed here within this, bus or no bus.
+ */
+export const UNSURE_RECHECK_MS = 2000;
 
 const addressOf = (peer: string) => peer.slice(0, peer.lastIndexOf(':'));
 
@@ -113,6 +118,9 @@ export class DeviceBroker {
   readonly #lastSightings = new Map<string, number>();
   /** Registry events may have been missed (cut off from the cluster's bus): read, do not trust caches. */
   #unsure = false;
+  /** Re-checks live sessions against the registry while unsure. */
+  #unsureRecheck?: NodeJS.Timeout;
+  #rechecking = false;
   readonly #renew?: RenewTopic;
   /** Replies on the fleet's own topics, each to the session that asked (fleet-topics/replies.ts). */
   readonly #replies: DirectReplies;
@@ -201,19 +209,38 @@ export class DeviceBroker {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#unsureRecheck);
     this.#unsubscribe();
     await new Promise<void>((resolve) => this.#aedes.close(() => resolve()));
   }
 
   /**
    * The registry's events may be missed from now on (a cluster node cut off from its bus):
-   * until resync(), every CONNECT reads the registry instead of trusting a cached verdict
-   * (and is refused with registry_unavailable if the registry cannot answer), and neither
-   * break-glass grants nor monitor mode let anything through.
+   * until resync(), every CONNECT is refused with registry_unavailable (a node that may have
+   * missed a status change, a trust change or a takeover elsewhere admits nobody), and every
+   * UNSURE_RECHECK_MS the live sessions are checked against the registry itself, so one
+   * revoked elsewhere meanwhile is closed all the same.
    */
   eventsMayBeMissed(): void {
     this.#unsure = true;
     this.#cache.readThrough(true);
+    this.#unsureRecheck ??= setInterval(() => void this.#recheckWhileUnsure(), UNSURE_RECHECK_MS);
+    this.#unsureRecheck.unref();
+  }
+
+  async #recheckWhileUnsure(): Promise<void> {
+    if (this.#rechecking) return; // a slow registry: the next tick tries again
+    this.#rechecking = true;
+    try {
+      // Standing only (revoked, disabled): a read per session each round; topic access is
+      // re-read once, at the catch-up.
+      const closed = await this.#recheckLive({ access: false });
+      if (closed.length > 0) this.deps.log.info({ event: 'sessions_rechecked', sessionsClosed: closed.length }, 'closed sessions the registry no longer admits while cut off from the bus');
+    } catch (err) {
+      this.deps.log.warn({ err, event: 'session_recheck_failed' }, 'live sessions could not be checked against the registry; trying again');
+    } finally {
+      this.#rechecking = false;
+    }
   }
 
   /**
@@ -228,6 +255,16 @@ export class DeviceBroker {
     this.#access.invalidate();
     this.#jit.forget();
     await Promise.all([this.#loadEnforcement(), this.#loadGrants()]);
+    const closed = await this.#recheckLive({ access: true });
+    this.#unsure = false;
+    this.#cache.readThrough(false);
+    clearInterval(this.#unsureRecheck);
+    this.#unsureRecheck = undefined;
+    return closed;
+  }
+
+  /** Checks every live session against the registry (through the cache), closing those it no longer admits. */
+  async #recheckLive(options: { access: boolean }): Promise<Session[]> {
     const live = [...this.sessions.all()].filter((s) => s.phase !== 'closed' && !s.doomed);
     const verdicts = await Promise.all(live.map(async (s) => (s.fingerprint === '' ? undefined : registryVerdict(await this.#cache.standing(s.fingerprint as Fingerprint), { commonName: s.deviceId } as PeerCertificateFacts, s.grant?.waives))));
     const closed: Session[] = [];
@@ -240,9 +277,7 @@ export class DeviceBroker {
         closed.push(s);
       }
     });
-    await this.#refreshAccess([...new Set(live.filter((s) => !s.doomed).map((s) => s.deviceId))], false);
-    this.#unsure = false;
-    this.#cache.readThrough(false);
+    if (options.access) await this.#refreshAccess([...new Set(live.filter((s) => !s.doomed).map((s) => s.deviceId))], false);
     return closed;
   }
 
@@ -383,6 +418,9 @@ export class DeviceBroker {
     const { minSeconds, maxSeconds } = this.options.keepalive;
     const keepalive = connection.keepalive ?? 0;
     if (keepalive < minSeconds || keepalive > maxSeconds) return { ok: false, reason: 'keepalive_out_of_bounds', detail: `${keepalive} s; allowed ${minSeconds}–${maxSeconds} s` };
+    // Fail closed while events may be missed: the registry alone cannot say whether a session
+    // elsewhere holds this id, or what the trust or enforcement changes were.
+    if (this.#unsure) return { ok: false, reason: 'registry_unavailable', detail: 'cut off from the cluster’s event bus: admitting nobody until caught up' };
 
     const issuerKnown = peer.chainError && peer.certificate ? await this.#registryKnowsIssuer(peer.certificate.issuer) : false;
     // A claim certificate admits a claim session, on its own checks; never monitored or waived.
