@@ -6,6 +6,7 @@ import pino, { type DestinationStream, type Logger } from 'pino';
 import { Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { DeviceBroker, type BrokerOptions } from '../broker/broker.js';
 import { DEFAULT_SHARED_STATE_LIMITS, redisMqttState, type SharedMqttState, type SharedStateLimits } from '../broker/cluster.js';
+import { redisSharedLimits, type SharedLimits } from '../broker/cluster-limits.js';
 import { listenMutualTls } from '../broker/listener.js';
 import { apiTlsContext, buildApi } from '../provisioning/api/app.js';
 import { CrlRevocations } from '../provisioning/crl-import.js';
@@ -164,10 +165,12 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       claims: claimPort(registry, claims),
       renewal: renewalPort(registry, provisioning),
       sharedState: cluster?.state,
+      sharedLimits: cluster?.limits,
     });
     teardown.push(async () => {
       await broker.close();
       await cluster?.state.close();
+      await cluster?.limits.close();
     });
 
     const extraTrust = () => pemDirectory(trustDir(layout), (file, problem) => log.error({ event: 'trust_file_ignored', file, problem }, 'a file in pki/trust.d/ is not a certificate'));
@@ -335,6 +338,7 @@ export function defaultNodeName(): string {
 interface ClusterMembership {
   bus: RedisEventBus;
   state: SharedMqttState;
+  limits: SharedLimits;
 }
 
 /**
@@ -363,5 +367,9 @@ async function joinCluster(url: string, nodeName: string, options: ServiceOption
     await bus.close();
     throw error;
   }
-  return { bus, state: redisMqttState(url, { ...DEFAULT_SHARED_STATE_LIMITS, ...options.sharedState }, log) };
+  return {
+    bus,
+    state: redisMqttState(url, { ...DEFAULT_SHARED_STATE_LIMITS, ...options.sharedState }, log),
+    limits: redisSharedLimits(url, options.bus?.prefix ?? DEFAULT_REDIS_BUS_OPTIONS.prefix, log),
+  };
 }

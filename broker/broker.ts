@@ -12,6 +12,7 @@ import type { Fingerprint } from '../registry/ids.js';
 import type { CaRecord, EnforcementMode, Grant, Sighting } from '../registry/model.js';
 import { AbuseControl, type AbuseLimits } from './abuse.js';
 import { AccessCache, AccessPolicy, type AccessSource } from './access.js';
+import type { SharedLimits } from './cluster-limits.js';
 import { coalesceWrites } from './coalesce-writes.js';
 import { decideAdmission, registryVerdict, type AdmissionOptions, type Standing, type Verdict } from './admission.js';
 import { GrantBook } from './break-glass.js';
@@ -71,6 +72,13 @@ export interface BrokerDeps {
   renewal?: RenewalPort;
   /** MQTT state shared with other nodes (broker/cluster.ts); in this process's memory when absent. */
   sharedState?: { mq: unknown; persistence: unknown };
+  /** Claim rate limits and bans shared with other nodes (broker/cluster-limits.ts); per node when absent. */
+  sharedLimits?: SharedLimits;
+}
+
+/** The part of an MQEmitter the broker listens on for other nodes' new clients. */
+interface SystemTopics {
+  on(topic: string, listener: (packet: { topic: string; payload: Buffer | string }, done: () => void) => void): void;
 }
 
 /** Per-connection state, kept only while the connection lives. */
@@ -135,8 +143,12 @@ export class DeviceBroker {
     this.#access = new AccessCache(deps.registry, options.cache.maxEntries);
     this.#jit = new JustInTime(deps.registry);
     const replies = (this.#replies = new DirectReplies((topic) => isClaimTopic(topic) || isRenewTopic(topic)));
-    this.#claims = new ClaimTopics({ port: deps.claims, log: deps.log, clock: deps.clock, monotonicMs: this.#now, metrics: deps.metrics, replies });
+    this.#claims = new ClaimTopics({ port: deps.claims, log: deps.log, clock: deps.clock, monotonicMs: this.#now, metrics: deps.metrics, replies, takeToken: deps.sharedLimits && ((batchId, rate) => deps.sharedLimits!.takeClaimToken(batchId, rate)) });
     this.abuse = new AbuseControl(options.abuse, this.#now);
+    if (deps.sharedLimits) {
+      this.abuse.share(deps.sharedLimits);
+      deps.sharedLimits.onBans({ banned: (ban) => this.abuse.adopt(ban), unbanned: (clientId) => this.abuse.lift(clientId) });
+    }
     this.#telemetry = new BrokerTelemetry(deps.log, deps.metrics);
     if (deps.renewal) this.#renew = new RenewTopic(deps.renewal, replies, deps.log);
     this.#unsubscribe = deps.events.subscribe((event) => this.#onRegistryEvent(event));
@@ -320,6 +332,10 @@ export class DeviceBroker {
     };
     this.#aedes = await Aedes.createBroker(options);
     this.#aedes.on('clientReady', (client) => this.#onReady(client));
+    // Aedes on another node announces each client it takes on $SYS/<broker>/new/clients and
+    // closes the same client id here: the node that loses the session counts the takeover
+    // (the newcomer's node sees no earlier session), so the cluster counts it once.
+    if (this.deps.sharedState) (this.deps.sharedState.mq as SystemTopics).on('$SYS/+/new/clients', (packet, done) => this.#takenOverElsewhere(packet, done));
     this.#aedes.on('clientError', (client, error) => this.#onClientError(client, error));
     this.#aedes.on('connectionError', (client, error) => this.#onClientError(client, error));
     // Aedes reports failures of its persistence here (Redis away, in a cluster); unheard,
@@ -498,6 +514,16 @@ export class DeviceBroker {
 
   #monitored(session: Session, reason: Reason): boolean {
     return session.monitored === true || this.enforcement.monitors(reason, session.policy.groups);
+  }
+
+  #takenOverElsewhere(packet: { topic: string; payload: Buffer | string }, done: () => void): void {
+    const broker = packet.topic.split('/')[1];
+    if (broker !== this.options.id) {
+      const deviceId = packet.payload.toString();
+      const previous = this.sessions.ofDevice(deviceId).filter((s) => s.phase === 'ready' && !s.claim);
+      if (previous.length > 0) this.#telemetry.takeover({ deviceId, byBroker: broker, previousPeers: previous.map((s) => s.peer) });
+    }
+    done();
   }
 
   /** A second connection of a device replaces the first; count it, and watch for copied keys. */

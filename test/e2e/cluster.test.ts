@@ -4,11 +4,12 @@
 // Redis killed and restarted, PostgreSQL cut off by a proxy.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { ClaimSession, CREATE, errorCode, SENSOR_TEMPLATE } from '../support/claims.js';
 import type { EnrolledDevice } from '../support/fleet.js';
 import { startCluster, startHaproxy, type TestCluster } from '../support/cluster.js';
 import { httpsRequest } from '../support/https.js';
-import { closed, connect, end, mqttOptions, tryConnect } from '../support/mqtt.js';
+import { closed, connect, end, mqttOptions, tryConnect, type Identity } from '../support/mqtt.js';
 import type { ServeProcess } from '../support/process.js';
 import { eventually } from '../support/wait.js';
 
@@ -37,6 +38,13 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
       };
       client.on('message', listener);
     });
+
+  /** A counter's value on one node, from its /metrics (0 before the first increment). */
+  const counter = async (node: ServeProcess, name: string) => {
+    const match = new RegExp(`^${name}\\{[^}]*\\} (\\d+)$`, 'm').exec((await cluster.api(node, '/metrics')).body.toString());
+    return match ? Number(match[1]) : 0;
+  };
+  const takeovers = (nodes: ServeProcess[]) => Promise.all(nodes.map((n) => counter(n, 'fleet_takeovers_total')));
 
   /** A device publishing telemetry on node 1 and the backend reading it on node 2: one message crosses. */
   const telemetryAcross = async (id: string, qos: 0 | 1) => {
@@ -124,19 +132,73 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
     }
   });
 
-  it('lets a device id be connected once in the whole cluster: a second connection elsewhere takes over', async () => {
+  it('lets a device id be connected once in the whole cluster: a second connection elsewhere takes over, counted once', async () => {
     const device = await cluster.enroll('twin-1');
-    const [n1, n2] = cluster.nodes as [ServeProcess, ServeProcess];
+    const [n1, n2, n3] = cluster.nodes as [ServeProcess, ServeProcess, ServeProcess];
+    const before = await takeovers([n1, n2, n3]);
     const first = await open(n1, device);
     const firstClosed = closed(first);
     const second = await open(n2, device);
     await firstClosed;
+    // The node that lost the session counts it; the newcomer's node saw no earlier session.
+    await logged(n1, 'takeover', { deviceId: 'twin-1' });
+    const counted = (await takeovers([n1, n2, n3])).map((n, i) => n - before[i]!);
+    assert.deepEqual(counted, [1, 0, 0]);
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(second.connected, true, 'the newcomer keeps its session');
     const view = await cluster.api(n1, '/v1/devices/twin-1');
     assert.equal(view.json.connected, true, 'connected, as node 2 says');
     await end(second);
     await eventually(async () => (await cluster.api(n1, '/v1/devices/twin-1')).json.connected === false, 3000, 'disconnected everywhere');
+  });
+
+  it('limits a claim batch’s requests across the cluster, not per node', async () => {
+    const [n1, n2] = cluster.nodes as [ServeProcess, ServeProcess];
+    // Two requests in all, and no token back during the test.
+    const created = await cluster.api(n1, '/v1/claim-batches', { body: { name: 'line-c', template: SENSOR_TEMPLATE, rateLimit: { perSecond: 0.001, burst: 2 } } });
+    assert.equal(created.status, 201);
+    const claim = { batch: 'line-c', keyPem: created.json.key as string, certPem: created.json.certificate as string };
+    const via = (node: ServeProcess) => ({ connect: (identity: Partial<Identity>, extra: IClientOptions = {}) => connect(mqttOptions(node.mqttPort, cluster.ca, identity, extra)) });
+    const sessions = [await ClaimSession.open(via(n1), claim, 'a'), await ClaimSession.open(via(n1), claim, 'b'), await ClaimSession.open(via(n2), claim, 'c')];
+    const replies = [];
+    for (const session of sessions) replies.push(await session.request(CREATE, 'not json'));
+    assert.deepEqual(replies.map(errorCode), ['claim_request_invalid', 'claim_request_invalid', 'claim_rate_limited']);
+    await Promise.all(sessions.map((s) => s.end()));
+  });
+
+  it('bans a device that keeps reconnecting on every node, and lifts the ban everywhere', async () => {
+    const [n1] = cluster.nodes as [ServeProcess];
+    // A node with the default-like CONNECT allowance (the others are unthrottled for the tests).
+    const strict = await cluster.addNode(['--connect-rate', '1', '--connect-burst', '1']);
+    try {
+      const device = await cluster.enroll('hammer-1');
+      const outcomes: number[] = [];
+      while (!strict.logs.some((e) => e.event === 'refusal' && e.clientId === 'hammer-1' && e.reason === 'banned')) {
+        assert.ok(outcomes.length < 50, 'banned after its throttled CONNECTs');
+        const attempt = await tryConnect(on(strict, device));
+        outcomes.push(attempt.returnCode);
+        attempt.client.end(true);
+      }
+      // Node 1 would admit it (no throttle to speak of there), but the ban holds there too.
+      await eventually(
+        async () => {
+          const attempt = await tryConnect(on(n1, device));
+          attempt.client.end(true);
+          return attempt.returnCode === 3;
+        },
+        5000,
+        'banned on node 1 too',
+      );
+      await logged(n1, 'refusal', { clientId: 'hammer-1', reason: 'banned' });
+      assert.ok((await cluster.api(n1, '/v1/broker/bans')).json.bans.some((b: { clientId: string }) => b.clientId === 'hammer-1'));
+
+      // Lifted on the node that banned it, lifted on node 1.
+      assert.equal((await cluster.api(strict, '/v1/broker/bans/hammer-1', { method: 'DELETE' })).json.lifted, 1);
+      await eventually(async () => !(await cluster.api(n1, '/v1/broker/bans')).json.bans.some((b: { clientId: string }) => b.clientId === 'hammer-1'), 5000, 'lifted on node 1');
+      await end(await connect(on(n1, device)));
+    } finally {
+      await strict.stop();
+    }
   });
 
   it('closes a revoked device’s session on the node that holds it before the revocation is acknowledged', async () => {
