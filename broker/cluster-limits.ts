@@ -9,6 +9,8 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { BusUnavailableError } from '../registry/redis-bus.js';
+import { redisReady } from '../registry/redis-ready.js';
 import type { SharedBan } from './abuse.js';
 
 /** The cluster-wide limits the broker uses in a cluster (in-process ones otherwise). */
@@ -21,8 +23,6 @@ export interface SharedLimits {
   announceUnban(clientId: string): void;
   /** Hears the bans and lifts other nodes announce. */
   onBans(listener: { banned(ban: SharedBan): void; unbanned(clientId: string): void }): void;
-  /** Resolves once other nodes' bans are heard. */
-  listening(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -54,7 +54,8 @@ interface TokenCommands {
   fleetTakeToken(key: string, perSecond: number, burst: number): Promise<number>;
 }
 
-export function redisSharedLimits(url: string, prefix: string, log: Logger): SharedLimits {
+/** Connects to Redis for the shared limits; resolves once both connections are ready and bans are heard. */
+export async function redisSharedLimits(url: string, prefix: string, log: Logger, timeoutMs = 30_000): Promise<SharedLimits> {
   const origin = randomUUID();
   const channel = `${prefix}:bans`;
   // Commands fail at once while Redis is away: a claim request is answered, not parked.
@@ -66,13 +67,17 @@ export function redisSharedLimits(url: string, prefix: string, log: Logger): Sha
   ] as const) {
     redis.on('error', (err: Error) => log.debug({ event: 'redis_error', role, err: err.message }, 'redis connection error'));
   }
+  try {
+    await redisReady([commands, sub], timeoutMs, () => new BusUnavailableError(`no answer from Redis at ${url} within ${timeoutMs} ms`));
+  } catch (error) {
+    commands.disconnect();
+    sub.disconnect();
+    throw error;
+  }
   commands.defineCommand('fleetTakeToken', { numberOfKeys: 1, lua: TAKE_TOKEN });
   const listeners: Parameters<SharedLimits['onBans']>[0][] = [];
   // ioredis subscribes again by itself after a reconnect.
-  const subscribed = sub.subscribe(channel).then(
-    () => undefined,
-    (err: unknown) => log.warn({ err, event: 'bans_not_shared' }, 'bans from other nodes are not heard'),
-  );
+  await sub.subscribe(channel);
   sub.on('message', (_channel: string, text: string) => {
     let message: BanMessage;
     try {
@@ -95,7 +100,6 @@ export function redisSharedLimits(url: string, prefix: string, log: Logger): Sha
     announceBan: (ban) => announce({ origin, kind: 'ban', ban }),
     announceUnban: (clientId) => announce({ origin, kind: 'unban', clientId }),
     onBans: (listener) => void listeners.push(listener),
-    listening: () => subscribed,
     async close() {
       await Promise.all(
         [commands, sub].map((redis) => Promise.race([redis.quit(), new Promise((_resolve, reject) => setTimeout(reject, 1000).unref())]).catch(() => redis.disconnect())),

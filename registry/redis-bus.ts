@@ -23,10 +23,10 @@
 // that never lost the bus (only this node was cut off) hear of it that way; nodes that were cut
 // off too re-read the registry in their own catch-up, whichever comes first.
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { deliver, type EventBus, type EventHandler, type RegistryEvent } from './events.js';
+import { redisReady } from './redis-ready.js';
 
 export interface RedisBusOptions {
   /** redis://… */
@@ -122,9 +122,9 @@ export class RedisEventBus implements EventBus {
   /** Connects and waits until this node hears itself on the bus; fails after timeoutMs. */
   async start(timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    if (this.#pub.status !== 'ready') {
-      await Promise.race([once(this.#pub, 'ready'), new Promise((_resolve, reject) => setTimeout(() => reject(new BusUnavailableError(`no answer from Redis at ${this.options.url} within ${timeoutMs} ms`)), timeoutMs).unref())]);
-    }
+    const unavailable = () => new BusUnavailableError(`no answer from Redis at ${this.options.url} within ${timeoutMs} ms`);
+    // Both connections ready before the name check and the subscription.
+    await redisReady([this.#pub, this.#sub], timeoutMs, unavailable);
     // Two nodes of one name would take each other's events for their own and skip them.
     if ((await this.#pub.publish(this.#replyChannel, JSON.stringify({ id: 'name-check', from: this.options.node }))) > 0) {
       throw new NodeNameInUseError(`another node on this Redis is already called ${this.options.node}; give each node its own --node-name`);
@@ -134,7 +134,7 @@ export class RedisEventBus implements EventBus {
     this.#heartbeat.unref();
     this.#beat();
     while (!this.#caughtUp) {
-      if (Date.now() > deadline) throw new BusUnavailableError(`no answer from Redis at ${this.options.url} within ${timeoutMs} ms`);
+      if (Date.now() > deadline) throw unavailable();
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
