@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { ClaimSession, CREATE, errorCode, SENSOR_TEMPLATE } from '../support/claims.js';
 import type { EnrolledDevice } from '../support/fleet.js';
-import { startCluster, startHaproxy, type TestCluster } from '../support/cluster.js';
+import { startCluster, startHaproxy, tcpProxy, type TestCluster } from '../support/cluster.js';
 import { httpsRequest } from '../support/https.js';
 import { closed, connect, end, mqttOptions, tryConnect, type Identity } from '../support/mqtt.js';
 import type { ServeProcess } from '../support/process.js';
@@ -220,6 +220,36 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
       assert.equal(retry.returnCode, 5, 'refused on every node');
       retry.client.end(true);
       await logged(node, 'refusal', { clientId: 'lost-1', reason: 'certificate_revoked' });
+    }
+  });
+
+  it('announces a revocation made on a node cut off alone once it is back, to the nodes that never lost the bus', async () => {
+    const [, n2] = cluster.nodes as [ServeProcess, ServeProcess];
+    // This node reaches Redis through a link the test can cut; the others keep their bus.
+    const link = await tcpProxy({ host: '127.0.0.1', port: cluster.redis.port });
+    const isolated = await cluster.addNode(['--redis', `redis://127.0.0.1:${link.port}`]);
+    try {
+      const device = await cluster.enroll('far-1');
+      const client = await open(n2, device);
+      await client.subscribeAsync('devices/far-1/commands/#', { qos: 1 });
+      const gone = closed(client);
+
+      link.cut();
+      await eventually(async () => (await cluster.api(isolated, '/readyz')).json.error?.code === 'bus_disconnected', 5000, 'the node knows it is cut off');
+      const revoked = await cluster.api(isolated, '/v1/devices/far-1/revoke', { body: { reason: 'keyCompromise' } });
+      assert.equal(revoked.status, 503);
+      assert.equal(revoked.json.error.code, 'event_bus_unavailable');
+      // Node 2 never lost the bus, so it has nothing to catch up on: only the announcement tells it.
+      assert.equal((await cluster.api(n2, '/readyz')).status, 200);
+
+      link.restore();
+      await logged(isolated, 'bus_events_announced', { batches: 1 });
+      await gone;
+      await logged(n2, 'session_terminated', { deviceId: 'far-1', reason: 'certificate_revoked' });
+    } finally {
+      link.restore();
+      await isolated.stop();
+      await link.close();
     }
   });
 
