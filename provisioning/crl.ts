@@ -1,11 +1,11 @@
 // One CRL per CA this service signs with: rebuilt from the registry whenever a revocation
 // touches that CA and before it goes stale, kept in memory for the API and written to disk
 // for tools that read files.
+import { promises as fs } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Clock } from '../registry/clock.js';
 import type { RegistryEvent } from '../registry/events.js';
 import type { SerialHex } from '../registry/ids.js';
-import { writeFileAtomic } from './atomic-file.js';
 import { coalesced } from './coalesce.js';
 import { toPem } from './pki/pem.js';
 import type { CaKeyring } from './pki/keyring.js';
@@ -69,7 +69,9 @@ export class CrlPublisher {
       entries.map((r) => ({ serial: r.serial, revokedAt: r.revokedAt, reason: r.revocationReason ? REASON_CODES[r.revocationReason] : undefined })),
       { thisUpdate, nextUpdate: new Date(thisUpdate.getTime() + this.options.validityMs), crlNumber: this.#nextCrlNumber(thisUpdate) },
     );
-    await writeFileAtomic(this.options.path, crlToPem(der));
+    const tmp = `${this.options.path}.tmp`;
+    await fs.writeFile(tmp, crlToPem(der));
+    await fs.rename(tmp, this.options.path);
     this.#der = der;
     this.#thisUpdate = thisUpdate;
   }

@@ -9,7 +9,6 @@
 import { X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import type { CaRecord } from '../registry/model.js';
-import { writeFileAtomic } from './atomic-file.js';
 import { coalesced } from './coalesce.js';
 
 export interface TrustBundles {
@@ -63,7 +62,9 @@ export async function pemDirectory(dir: string, ignored: (file: string, problem:
 
 /** Writes the CA bundle file atomically, so a reader never sees half of it. */
 async function writeCaBundle(path: string, pem: string): Promise<void> {
-  await writeFileAtomic(path, pem, { mode: 0o644 });
+  const tmp = `${path}.tmp`;
+  await fs.writeFile(tmp, pem, { mode: 0o644 });
+  await fs.rename(tmp, path);
 }
 
 /**
