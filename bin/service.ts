@@ -168,8 +168,8 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       metrics,
       claims: claimPort(registry, claims),
       renewal: renewalPort(registry, provisioning),
-      sharedState: cluster?.state,
       sharedLimits: cluster?.limits,
+      sharedState: cluster?.state,
     });
     teardown.push(async () => {
       await broker.close();

@@ -70,15 +70,10 @@ export interface BrokerDeps {
   claims?: ClaimPort;
   /** Serves $fleet/certificates/renew/json; without it the topic is like any other a device may not use. */
   renewal?: RenewalPort;
-  /** MQTT state shared with other nodes (broker/cluster.ts); in this process's memory when absent. */
-  sharedState?: { mq: unknown; persistence: unknown };
   /** Claim rate limits and bans shared with other nodes (broker/cluster-limits.ts); per node when absent. */
   sharedLimits?: SharedLimits;
-}
-
-/** The part of an MQEmitter the broker listens on for other nodes' new clients. */
-interface SystemTopics {
-  on(topic: string, listener: (packet: { topic: string; payload: Buffer | string }, done: () => void) => void): void;
+  /** MQTT state shared with other nodes (broker/cluster.ts); in this process's memory when absent. */
+  sharedState?: { mq: unknown; persistence: unknown };
 }
 
 /** Per-connection state, kept only while the connection lives. */
@@ -99,14 +94,19 @@ interface Connection {
 // Aedes' own errors carry no codes; these messages are the ones that end a connection
 // without the device having broken a rule.
 const ORDINARY_ENDINGS = new Set(['keep alive timeout', 'drain timeout', 'connection closed']);
-/** The same sighting is recorded at most this often. */
-const SIGHTING_INTERVAL_MS = 60_000;
-export const PRESENCE_TOPIC = '$fleet/events/presence';
+/** The part of an MQEmitter the broker listens on for other nodes' new clients. */
+interface SystemTopics {
+  on(topic: string, listener: (packet: { topic: string; payload: Buffer | string }, done: () => void) => void): void;
+}
+
 /**
  * While events may be missed, how often live sessions are checked against the registry: a
  * device revoked on another node during the outage is closed here within this, bus or no bus.
  */
 export const UNSURE_RECHECK_MS = 2000;
+/** The same sighting is recorded at most this often. */
+const SIGHTING_INTERVAL_MS = 60_000;
+export const PRESENCE_TOPIC = '$fleet/events/presence';
 
 const addressOf = (peer: string) => peer.slice(0, peer.lastIndexOf(':'));
 
