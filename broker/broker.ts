@@ -94,6 +94,7 @@ interface Connection {
 // Aedes' own errors carry no codes; these messages are the ones that end a connection
 // without the device having broken a rule.
 const ORDINARY_ENDINGS = new Set(['keep alive timeout', 'drain timeout', 'connection closed']);
+
 /** The part of an MQEmitter the broker listens on for other nodes' new clients. */
 interface SystemTopics {
   on(topic: string, listener: (packet: { topic: string; payload: Buffer | string }, done: () => void) => void): void;
@@ -124,7 +125,7 @@ export class DeviceBroker {
   readonly #unsubscribe: () => void;
   readonly #now: () => number;
   readonly #lastSightings = new Map<string, number>();
-  /** Registry events may have been missed (cut off from the cluster's bus): read, do not trust caches. */
+  /** Registry events may have been missed (cut off from the cluster's bus): admit nobody, re-check live sessions. */
   #unsure = false;
   /** Re-checks live sessions against the registry while unsure. */
   #unsureRecheck?: NodeJS.Timeout;
