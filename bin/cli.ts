@@ -12,6 +12,7 @@ import { CodedError } from '../registry/errors.js';
 import { InProcessEventBus } from '../registry/events.js';
 import { openStore } from '../registry/open.js';
 import { BusUnavailableError, NodeNameInUseError } from '../registry/redis-bus.js';
+import { LockUnavailableError } from '../registry/redis-lock.js';
 import { Registry } from '../registry/registry.js';
 import { formatReport } from '../registry/reports.js';
 import { pemDirectory, trustBundles } from '../provisioning/trust.js';
@@ -382,7 +383,7 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`fleet: ${error.message}\n\n${USAGE}`);
       return 2;
     }
-    if (error instanceof DataDirError || error instanceof NodeNameInUseError || error instanceof BusUnavailableError) {
+    if (error instanceof DataDirError || error instanceof NodeNameInUseError || error instanceof BusUnavailableError || error instanceof LockUnavailableError) {
       console.error(`fleet: ${error.message}`);
       return 1;
     }

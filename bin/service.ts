@@ -6,6 +6,7 @@ import pino, { type DestinationStream, type Logger } from 'pino';
 import { Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { DeviceBroker, type BrokerOptions } from '../broker/broker.js';
 import { DEFAULT_SHARED_STATE_LIMITS, redisMqttState, type SharedMqttState, type SharedStateLimits } from '../broker/cluster.js';
+import { redisSharedLimits, type SharedLimits } from '../broker/cluster-limits.js';
 import { listenMutualTls } from '../broker/listener.js';
 import { apiTlsContext, buildApi } from '../provisioning/api/app.js';
 import { CrlRevocations } from '../provisioning/crl-import.js';
@@ -22,6 +23,7 @@ import { InProcessEventBus, type EventBus } from '../registry/events.js';
 import { FleetGraph } from '../registry/graph.js';
 import { openStore } from '../registry/open.js';
 import { DEFAULT_REDIS_BUS_OPTIONS, RedisEventBus, type RedisBusOptions } from '../registry/redis-bus.js';
+import { withRedisLock } from '../registry/redis-lock.js';
 import { Registry } from '../registry/registry.js';
 import { dataLayout, initDataDir, recordInitialState } from './data-dir.js';
 import { brokerRegistry, claimPort, renewalPort } from './ports.js';
@@ -152,7 +154,10 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     const rotator = new CaRotator({ rotation: registry.rotation, cas: registry.authorities, keyring, clock, log, metrics, crlUrl: (id) => `${publicUrl()}${crlPath(id)}` });
     await rotator.start();
     bus.subscribe((event) => rotator.apply(event));
-    const server = await loadServerCredentials(layout.pki, keyring.get(rotator.current())!, clock);
+    // Nodes and workers sharing a data directory replace an expiring server certificate one at
+    // a time: two at once would leave one's key beside the other's certificate.
+    const serverCertificateWork = <T>(work: () => Promise<T>) => (cluster ? cluster.exclusive(SERVER_CERTIFICATE_LOCK, work) : work());
+    const server = await serverCertificateWork(() => loadServerCredentials(layout.pki, keyring.get(rotator.current())!, clock));
 
     const graph = await FleetGraph.build(store);
     bus.subscribe((event) => graph.apply(event));
@@ -171,12 +176,14 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       metrics,
       claims: claimPort(registry, claims),
       renewal: renewalPort(registry, provisioning),
+      sharedLimits: cluster?.limits,
       sharedState: cluster?.state,
       ...(cluster ? { otherNodes: { holdAuthenticated: async (clientId: string) => (await cluster.bus.ask('authenticated', clientId)).some((answer) => answer === true) } } : {}),
     });
     teardown.push(async () => {
       await broker.close();
       await cluster?.state.close();
+      await cluster?.limits.close();
     });
 
     const extraTrust = () => pemDirectory(trustDir(layout), (file, problem) => log.error({ event: 'trust_file_ignored', file, problem }, 'a file in pki/trust.d/ is not a certificate'));
@@ -278,9 +285,18 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       if (event.type !== 'ca.rotation' || event.state !== 'active') return;
       await keyring.adopt(await registry.authorities.get(event.caId));
       const issuing = keyring.get(event.caId);
-      if (!issuing || (await serverIssuedBy(layout.pki, issuing))) return;
-      await reissueServerCertificate(layout.pki, issuing, clock)
-        .then(() => reloader.reloadServer())
+      if (!issuing) return;
+      // Under the lock, the check comes again: another node may have reissued it meanwhile
+      // (this node then reloads when it sees the files change).
+      const reissue = async () => {
+        if (await serverIssuedBy(layout.pki, issuing)) return false;
+        await reissueServerCertificate(layout.pki, issuing, clock);
+        return true;
+      };
+      await serverCertificateWork(reissue)
+        .then(async (reissued) => {
+          if (reissued) await reloader.reloadServer();
+        })
         .catch((err: unknown) => log.error({ err, event: 'server_certificate_reissue_failed' }, 'server certificate could not be reissued under the new issuing CA'));
     });
     await reloader.reloadCrls();
@@ -364,27 +380,15 @@ export function defaultNodeName(): string {
 interface ClusterMembership {
   bus: RedisEventBus;
   state: SharedMqttState;
+  limits: SharedLimits;
+  /** Runs work that one node of the cluster at a time may do. */
+  exclusive<T>(lock: string, work: () => Promise<T>): Promise<T>;
 }
 
-/**
- * aedes-persistence-redis issues some commands without waiting for them (removing a will or
- * an expired queue entry); when Redis goes away they reject with nobody listening, and an
- * unhandled rejection ends a Node process. Those are logged here; any other unhandled
- * rejection still ends the process, as it would without this.
- */
-function tolerateRedisFireAndForget(log: Logger): void {
-  process.on('unhandledRejection', (reason) => {
-    if (reason instanceof Error && reason.stack?.includes('/node_modules/ioredis/')) {
-      log.warn({ event: 'redis_command_lost', err: reason.message }, 'a Redis command without a caller failed');
-      return;
-    }
-    throw reason;
-  });
-}
+const SERVER_CERTIFICATE_LOCK = 'server-certificate';
 
 /** Connects to the cluster's Redis: the event bus (heard back before this returns) and the MQTT state. */
 async function joinCluster(url: string, nodeName: string, options: ServiceOptions, log: Logger): Promise<ClusterMembership> {
-  tolerateRedisFireAndForget(log);
   const bus = new RedisEventBus({ ...DEFAULT_REDIS_BUS_OPTIONS, ...options.bus, url, node: nodeName }, log);
   try {
     await bus.start();
@@ -392,5 +396,16 @@ async function joinCluster(url: string, nodeName: string, options: ServiceOption
     await bus.close();
     throw error;
   }
-  return { bus, state: redisMqttState(url, { ...DEFAULT_SHARED_STATE_LIMITS, ...options.sharedState }, log) };
+  // Each part's connections are ready before it is handed on; a part that fails closes those before it.
+  const opened: { close(): Promise<void> }[] = [bus];
+  try {
+    const state = await redisMqttState(url, { ...DEFAULT_SHARED_STATE_LIMITS, ...options.sharedState }, log);
+    opened.push(state);
+    const limits = await redisSharedLimits(url, options.bus?.prefix ?? DEFAULT_REDIS_BUS_OPTIONS.prefix, log);
+    const prefix = options.bus?.prefix ?? DEFAULT_REDIS_BUS_OPTIONS.prefix;
+    return { bus, state, limits, exclusive: (lock, work) => withRedisLock(url, `${prefix}:lock:${lock}`, work) };
+  } catch (error) {
+    await Promise.all(opened.map((part) => part.close()));
+    throw error;
+  }
 }

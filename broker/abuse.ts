@@ -1,6 +1,7 @@
 // Abuse control at CONNECT: a client id (default once a second) and an address (more, for
 // devices behind one NAT) may only connect so often; a client id that keeps hitting the
-// limit is banned for a while, and the ban lifts by itself.
+// limit is banned for a while, and the ban lifts by itself. In a cluster a ban (and its early
+// lifting) is shared with the other nodes (broker/cluster-limits.ts); throttling stays per node.
 import { LRUCache } from 'lru-cache';
 import { TokenBucket, type Rate } from './limits.js';
 import type { Ban } from '../registry/model.js';
@@ -22,6 +23,19 @@ interface Strikes {
 }
 
 
+/** A ban as another node hears of it: times are per process, so it carries what is left of it. */
+export interface SharedBan {
+  clientId: string;
+  identity: string;
+  remainingMs: number;
+}
+
+/** Where this node's bans and lifts go, to reach the other nodes. */
+export interface BanAnnouncer {
+  announceBan(ban: SharedBan): void;
+  announceUnban(clientId: string): void;
+}
+
 const TRACKED = 100_000;
 
 export class AbuseControl {
@@ -29,6 +43,7 @@ export class AbuseControl {
   readonly #addresses: LRUCache<string, TokenBucket>;
   readonly #strikes: LRUCache<string, Strikes>;
   readonly #bans = new Map<string, Ban>();
+  #announcer?: BanAnnouncer;
 
   constructor(
     private readonly limits: AbuseLimits,
@@ -65,8 +80,26 @@ export class AbuseControl {
     return [...this.#bans.values()].filter((b) => b.until > now);
   }
 
-  /** Lifts every ban of a client id early; returns how many there were. */
+  /** Bans decided or lifted here are told through `announcer` from now on. */
+  share(announcer: BanAnnouncer): void {
+    this.#announcer = announcer;
+  }
+
+  /** A ban another node decided: it holds here too, for what is left of it. */
+  adopt(ban: SharedBan): void {
+    if (!(ban.remainingMs > 0)) return;
+    const now = this.now();
+    this.#ban(`${ban.clientId} ${ban.identity}`, { clientId: ban.clientId, identity: ban.identity, since: now, until: now + ban.remainingMs }, now);
+  }
+
+  /** Lifts every ban of a client id early, on every node; returns how many there were here. */
   unban(clientId: string): number {
+    this.#announcer?.announceUnban(clientId);
+    return this.lift(clientId);
+  }
+
+  /** Lifts every ban of a client id early on this node only (another node lifted them). */
+  lift(clientId: string): number {
     let lifted = 0;
     for (const [key, ban] of this.#bans) {
       if (ban.clientId !== clientId) continue;
@@ -83,6 +116,11 @@ export class AbuseControl {
     return bucket;
   }
 
+  #ban(key: string, ban: Ban, now: number): void {
+    if (this.#bans.size >= TRACKED) for (const [k, old] of this.#bans) if (old.until <= now) this.#bans.delete(k);
+    this.#bans.set(key, ban);
+  }
+
   #strike(key: string, clientId: string, identity: string, now: number, detail: string): ConnectAllowance {
     const strikes = this.#strikes.get(key) ?? { count: 0, since: now };
     strikes.count++;
@@ -90,8 +128,8 @@ export class AbuseControl {
     const { afterThrottled, durationMs } = this.limits.ban;
     if (strikes.count >= afterThrottled) {
       this.#strikes.delete(key);
-      if (this.#bans.size >= TRACKED) for (const [k, ban] of this.#bans) if (ban.until <= now) this.#bans.delete(k);
-      this.#bans.set(key, { clientId, identity, since: now, until: now + durationMs });
+      this.#ban(key, { clientId, identity, since: now, until: now + durationMs }, now);
+      this.#announcer?.announceBan({ clientId, identity, remainingMs: durationMs });
       return { ok: false, reason: 'banned', detail: `${strikes.count} throttled CONNECTs since ${Math.round((now - strikes.since) / 1000)} s ago; banned for ${durationMs / 1000} s` };
     }
     return { ok: false, reason: 'throttled', detail };

@@ -13,6 +13,7 @@ import type { Fingerprint } from '../registry/ids.js';
 import type { CaRecord, EnforcementMode, Grant, Sighting } from '../registry/model.js';
 import { AbuseControl, type AbuseLimits } from './abuse.js';
 import { AccessCache, AccessPolicy, type AccessSource } from './access.js';
+import type { SharedLimits } from './cluster-limits.js';
 import { coalesceWrites } from './coalesce-writes.js';
 import { decideAdmission, registryVerdict, type AdmissionOptions, type Standing, type Verdict } from './admission.js';
 import { GrantBook } from './break-glass.js';
@@ -70,6 +71,8 @@ export interface BrokerDeps {
   claims?: ClaimPort;
   /** Serves $fleet/certificates/renew/json; without it the topic is like any other a device may not use. */
   renewal?: RenewalPort;
+  /** Claim rate limits and bans shared with other nodes (broker/cluster-limits.ts); per node when absent. */
+  sharedLimits?: SharedLimits;
   /** MQTT state shared with other nodes (broker/cluster.ts); in this process's memory when absent. */
   sharedState?: { mq: unknown; persistence: unknown };
   /** The other nodes of a cluster, asked whether one holds an authenticated session of a client id. */
@@ -94,6 +97,17 @@ interface Connection {
 // Aedes' own errors carry no codes; these messages are the ones that end a connection
 // without the device having broken a rule.
 const ORDINARY_ENDINGS = new Set(['keep alive timeout', 'drain timeout', 'connection closed']);
+
+/** The part of an MQEmitter the broker listens on for other nodes' new clients. */
+interface SystemTopics {
+  on(topic: string, listener: (packet: { topic: string; payload: Buffer | string }, done: () => void) => void): void;
+}
+
+/**
+ * While events may be missed, how often live sessions are checked against the registry: a
+ * device revoked on another node during the outage is closed here within this, bus or no bus.
+ */
+export const UNSURE_RECHECK_MS = 2000;
 /** The same sighting is recorded at most this often. */
 const SIGHTING_INTERVAL_MS = 60_000;
 export const PRESENCE_TOPIC = '$fleet/events/presence';
@@ -115,8 +129,11 @@ export class DeviceBroker {
   readonly #unsubscribe: () => void;
   readonly #now: () => number;
   readonly #lastSightings = new Map<string, number>();
-  /** Registry events may have been missed (cut off from the cluster's bus): read, do not trust caches. */
+  /** Registry events may have been missed (cut off from the cluster's bus): admit nobody, re-check live sessions. */
   #unsure = false;
+  /** Re-checks live sessions against the registry while unsure. */
+  #unsureRecheck?: NodeJS.Timeout;
+  #rechecking = false;
   readonly #renew?: RenewTopic;
   /** Replies on the fleet's own topics, each to the session that asked (fleet-topics/replies.ts). */
   readonly #replies: DirectReplies;
@@ -131,8 +148,12 @@ export class DeviceBroker {
     this.#access = new AccessCache(deps.registry, options.cache.maxEntries);
     this.#jit = new JustInTime(deps.registry);
     const replies = (this.#replies = new DirectReplies((topic) => isClaimTopic(topic) || isRenewTopic(topic)));
-    this.#claims = new ClaimTopics({ port: deps.claims, log: deps.log, clock: deps.clock, monotonicMs: this.#now, metrics: deps.metrics, replies });
+    this.#claims = new ClaimTopics({ port: deps.claims, log: deps.log, clock: deps.clock, monotonicMs: this.#now, metrics: deps.metrics, replies, takeToken: deps.sharedLimits && ((batchId, rate) => deps.sharedLimits!.takeClaimToken(batchId, rate)) });
     this.abuse = new AbuseControl(options.abuse, this.#now);
+    if (deps.sharedLimits) {
+      this.abuse.share(deps.sharedLimits);
+      deps.sharedLimits.onBans({ banned: (ban) => this.abuse.adopt(ban), unbanned: (clientId) => this.abuse.lift(clientId) });
+    }
     this.#telemetry = new BrokerTelemetry(deps.log, deps.metrics);
     if (deps.renewal) this.#renew = new RenewTopic(deps.renewal, replies, deps.log);
     this.#unsubscribe = deps.events.subscribe((event) => this.#onRegistryEvent(event));
@@ -205,19 +226,38 @@ export class DeviceBroker {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#unsureRecheck);
     this.#unsubscribe();
     await new Promise<void>((resolve) => this.#aedes.close(() => resolve()));
   }
 
   /**
    * The registry's events may be missed from now on (a cluster node cut off from its bus):
-   * until resync(), every CONNECT reads the registry instead of trusting a cached verdict
-   * (and is refused with registry_unavailable if the registry cannot answer), and neither
-   * break-glass grants nor monitor mode let anything through.
+   * until resync(), every CONNECT is refused with registry_unavailable (a node that may have
+   * missed a status change, a trust change or a takeover elsewhere admits nobody), and every
+   * UNSURE_RECHECK_MS the live sessions are checked against the registry itself, so one
+   * revoked elsewhere meanwhile is closed all the same.
    */
   eventsMayBeMissed(): void {
     this.#unsure = true;
     this.#cache.readThrough(true);
+    this.#unsureRecheck ??= setInterval(() => void this.#recheckWhileUnsure(), UNSURE_RECHECK_MS);
+    this.#unsureRecheck.unref();
+  }
+
+  async #recheckWhileUnsure(): Promise<void> {
+    if (this.#rechecking) return; // a slow registry: the next tick tries again
+    this.#rechecking = true;
+    try {
+      // Standing only (revoked, disabled): a read per session each round; topic access is
+      // re-read once, at the catch-up.
+      const closed = await this.#recheckLive({ access: false });
+      if (closed.length > 0) this.deps.log.info({ event: 'sessions_rechecked', sessionsClosed: closed.length }, 'closed sessions the registry no longer admits while cut off from the bus');
+    } catch (err) {
+      this.deps.log.warn({ err, event: 'session_recheck_failed' }, 'live sessions could not be checked against the registry; trying again');
+    } finally {
+      this.#rechecking = false;
+    }
   }
 
   /**
@@ -232,6 +272,16 @@ export class DeviceBroker {
     this.#access.invalidate();
     this.#jit.forget();
     await Promise.all([this.#loadEnforcement(), this.#loadGrants()]);
+    const closed = await this.#recheckLive({ access: true });
+    this.#unsure = false;
+    this.#cache.readThrough(false);
+    clearInterval(this.#unsureRecheck);
+    this.#unsureRecheck = undefined;
+    return closed;
+  }
+
+  /** Checks every live session against the registry (through the cache), closing those it no longer admits. */
+  async #recheckLive(options: { access: boolean }): Promise<Session[]> {
     const live = [...this.sessions.all()].filter((s) => s.phase !== 'closed' && !s.doomed);
     const verdicts = await Promise.all(live.map(async (s) => (s.fingerprint === '' ? undefined : registryVerdict(await this.#cache.standing(s.fingerprint as Fingerprint), { commonName: s.deviceId } as PeerCertificateFacts, s.grant?.waives))));
     const closed: Session[] = [];
@@ -244,9 +294,7 @@ export class DeviceBroker {
         closed.push(s);
       }
     });
-    await this.#refreshAccess([...new Set(live.filter((s) => !s.doomed).map((s) => s.deviceId))], false);
-    this.#unsure = false;
-    this.#cache.readThrough(false);
+    if (options.access) await this.#refreshAccess([...new Set(live.filter((s) => !s.doomed).map((s) => s.deviceId))], false);
     return closed;
   }
 
@@ -289,6 +337,10 @@ export class DeviceBroker {
     };
     this.#aedes = await Aedes.createBroker(options);
     this.#aedes.on('clientReady', (client) => this.#onReady(client));
+    // Aedes on another node announces each client it takes on $SYS/<broker>/new/clients and
+    // closes the same client id here: the node that loses the session counts the takeover
+    // (the newcomer's node sees no earlier session), so the cluster counts it once.
+    if (this.deps.sharedState) (this.deps.sharedState.mq as SystemTopics).on('$SYS/+/new/clients', (packet, done) => this.#takenOverElsewhere(packet, done));
     this.#aedes.on('clientError', (client, error) => this.#onClientError(client, error));
     this.#aedes.on('connectionError', (client, error) => this.#onClientError(client, error));
     // Aedes reports failures of its persistence here (Redis away, in a cluster); unheard,
@@ -389,6 +441,9 @@ export class DeviceBroker {
     const { minSeconds, maxSeconds } = this.options.keepalive;
     const keepalive = connection.keepalive ?? 0;
     if (keepalive < minSeconds || keepalive > maxSeconds) return { ok: false, reason: 'keepalive_out_of_bounds', detail: `${keepalive} s; allowed ${minSeconds}–${maxSeconds} s` };
+    // Fail closed while events may be missed: the registry alone cannot say whether a session
+    // elsewhere holds this id, or what the trust or enforcement changes were.
+    if (this.#unsure) return { ok: false, reason: 'registry_unavailable', detail: 'cut off from the cluster’s event bus: admitting nobody until caught up' };
 
     const issuerKnown = peer.chainError && peer.certificate ? await this.#registryKnowsIssuer(peer.certificate.issuer) : false;
     // A claim certificate admits a claim session, on its own checks; never monitored or waived.
@@ -512,6 +567,16 @@ export class DeviceBroker {
 
   #monitored(session: Session, reason: Reason): boolean {
     return session.monitored === true || this.enforcement.monitors(reason, session.policy.groups);
+  }
+
+  #takenOverElsewhere(packet: { topic: string; payload: Buffer | string }, done: () => void): void {
+    const broker = packet.topic.split('/')[1];
+    if (broker !== this.options.id) {
+      const deviceId = packet.payload.toString();
+      const previous = this.sessions.ofDevice(deviceId).filter((s) => s.phase === 'ready' && !s.claim);
+      if (previous.length > 0) this.#telemetry.takeover({ deviceId, byBroker: broker, previousPeers: previous.map((s) => s.peer) });
+    }
+    done();
   }
 
   /** A second connection of a device replaces the first; count it, and watch for copied keys. */

@@ -7,6 +7,8 @@ import persistenceRedis from 'aedes-persistence-redis';
 import { Redis } from 'ioredis';
 import MQEmitterRedis from 'mqemitter-redis';
 import type { Logger } from 'pino';
+import { BusUnavailableError } from '../registry/redis-bus.js';
+import { redisReady } from '../registry/redis-ready.js';
 
 export interface SharedStateLimits {
   /** How long a message queued for an offline device is kept, in seconds. */
@@ -25,7 +27,28 @@ export interface SharedMqttState {
   close(): Promise<void>;
 }
 
-export function redisMqttState(url: string, limits: SharedStateLimits, log: Logger): SharedMqttState {
+/**
+ * aedes-persistence-redis 12 sends a few commands without awaiting them (LREM of an expired
+ * queue entry, LREM and RPUSH of a will): with Redis away they reject with nobody listening,
+ * which would end the process as an unhandled rejection. On our own connection those commands
+ * get a listener that logs the loss; a caller that awaits them still sees the error.
+ */
+const FIRE_AND_FORGET = ['lrem', 'rpush'] as const;
+
+function heardFailures(redis: Redis, log: Logger): void {
+  const commands = redis as unknown as Record<(typeof FIRE_AND_FORGET)[number], (...args: unknown[]) => Promise<unknown>>;
+  for (const command of FIRE_AND_FORGET) {
+    const send = commands[command].bind(redis);
+    commands[command] = (...args: unknown[]) => {
+      const reply = send(...args);
+      reply.catch((err: unknown) => log.warn({ event: 'redis_command_lost', command, err: err instanceof Error ? err.message : String(err) }, 'a Redis command the MQTT state did not wait for failed'));
+      return reply;
+    };
+  }
+}
+
+/** Connects to Redis for the MQTT state; resolves once every connection is ready, rejects after timeoutMs. */
+export async function redisMqttState(url: string, limits: SharedStateLimits, log: Logger, timeoutMs = 30_000): Promise<SharedMqttState> {
   // The connections are ours, not the libraries': they are closed here even when a library's
   // own teardown fails half-way (it would leave a socket that keeps the process alive).
   let closing = false;
@@ -41,6 +64,13 @@ export function redisMqttState(url: string, limits: SharedStateLimits, log: Logg
   };
   const connections = [connect('sub'), connect('pub'), connect('persistence')] as const;
   const [subConn, pubConn, conn] = connections;
+  try {
+    await redisReady(connections, timeoutMs, () => new BusUnavailableError(`no answer from Redis at ${url} within ${timeoutMs} ms`));
+  } catch (error) {
+    for (const redis of connections) redis.disconnect();
+    throw error;
+  }
+  heardFailures(conn, log);
   // concurrency 0, as for the in-memory emitter (broker.ts): no bounded local queue to
   // drain by recursion when a subscriber leaves mid-flood.
   const mq = MQEmitterRedis({ subConn, pubConn, concurrency: 0, matchEmptyLevels: true });

@@ -83,7 +83,8 @@ export class BrokerTelemetry {
     this.log.warn({ event: 'break_glass_used', waived, ...facts }, 'admitted through a break-glass grant');
   }
 
-  takeover(facts: { deviceId: string; peer: string; previousPeers: string[] }): void {
+  /** `peer` when the newcomer connected here; `byBroker` (its broker's id) when it connected to another node. */
+  takeover(facts: { deviceId: string; peer?: string; byBroker?: string; previousPeers: string[] }): void {
     this.#takeovers.inc();
     this.log.info({ event: 'takeover', ...facts }, 'a new connection replaces the live session of this device');
   }

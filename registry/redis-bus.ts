@@ -16,11 +16,17 @@
 // cut off. The first heartbeat it hears again proves the path pub → Redis → sub works, and
 // only then do the `restored` handlers run (drop caches, re-check live sessions); until they
 // have succeeded the node stays "not caught up".
+//
+// A change the bus could not take (Redis away when it was published) is durable in the
+// registry, and its publish() fails, so the caller does not take it as announced. This node
+// keeps it and announces it during its catch-up, before it counts as caught up again: nodes
+// that never lost the bus (only this node was cut off) hear of it that way; nodes that were cut
+// off too re-read the registry in their own catch-up, whichever comes first.
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { deliver, type EventBus, type EventHandler, type RegistryEvent } from './events.js';
+import { redisReady } from './redis-ready.js';
 
 export interface RedisBusOptions {
   /** redis://… */
@@ -63,7 +69,13 @@ interface Pending {
   settle(): void;
 }
 
-export type BusState = { connected: boolean; caughtUp: boolean; since: string };
+export type BusState = {
+  connected: boolean;
+  caughtUp: boolean;
+  since: string;
+  /** Batches of events this node could not publish yet; announced when the bus is back. */
+  unannounced: number;
+};
 
 export class RedisEventBus implements EventBus {
   readonly #handlers = new Set<EventHandler>();
@@ -71,6 +83,8 @@ export class RedisEventBus implements EventBus {
   readonly #lostHandlers: (() => void)[] = [];
   readonly #restoredHandlers: (() => Promise<void>)[] = [];
   readonly #pending = new Map<string, Pending>();
+  /** Durable changes the bus could not take, oldest first. */
+  readonly #unannounced: RegistryEvent[][] = [];
   readonly #pub: Redis;
   readonly #sub: Redis;
   readonly #channel: string;
@@ -108,9 +122,9 @@ export class RedisEventBus implements EventBus {
   /** Connects and waits until this node hears itself on the bus; fails after timeoutMs. */
   async start(timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    if (this.#pub.status !== 'ready') {
-      await Promise.race([once(this.#pub, 'ready'), new Promise((_resolve, reject) => setTimeout(() => reject(new BusUnavailableError(`no answer from Redis at ${this.options.url} within ${timeoutMs} ms`)), timeoutMs).unref())]);
-    }
+    const unavailable = () => new BusUnavailableError(`no answer from Redis at ${this.options.url} within ${timeoutMs} ms`);
+    // Both connections ready before the name check and the subscription.
+    await redisReady([this.#pub, this.#sub], timeoutMs, unavailable);
     // Two nodes of one name would take each other's events for their own and skip them.
     if ((await this.#pub.publish(this.#replyChannel, JSON.stringify({ id: 'name-check', from: this.options.node }))) > 0) {
       throw new NodeNameInUseError(`another node on this Redis is already called ${this.options.node}; give each node its own --node-name`);
@@ -120,13 +134,13 @@ export class RedisEventBus implements EventBus {
     this.#heartbeat.unref();
     this.#beat();
     while (!this.#caughtUp) {
-      if (Date.now() > deadline) throw new BusUnavailableError(`no answer from Redis at ${this.options.url} within ${timeoutMs} ms`);
+      if (Date.now() > deadline) throw unavailable();
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
 
   get state(): BusState {
-    return { connected: this.#connected, caughtUp: this.#caughtUp, since: this.#since };
+    return { connected: this.#connected, caughtUp: this.#caughtUp, since: this.#since, unannounced: this.#unannounced.length };
   }
 
   /** Runs when the bus is cut off (events may be missed from here on). */
@@ -146,12 +160,36 @@ export class RedisEventBus implements EventBus {
       () => undefined,
       (err: unknown) => ({ err }),
     );
+    try {
+      await this.#announce(events);
+    } catch (error) {
+      // Kept for the catch-up; and a node that cannot publish cannot be sure it hears
+      // either, so it counts itself cut off until its own heartbeat comes back.
+      this.#unannounced.push([...events]);
+      this.log.warn({ event: 'bus_events_held', types: events.map((e) => e.type), held: this.#unannounced.length }, 'the event bus could not take a change; it is announced when the bus is back');
+      this.#lose('events not published');
+      throw error;
+    }
+    if (local) throw local.err;
+  }
+
+  /** Publishes events to the other nodes and waits for their confirmations. */
+  async #announce(events: readonly RegistryEvent[]): Promise<void> {
     const id = randomUUID();
     const receivers = await this.#send({ kind: 'events', origin: this.options.node, id, events: [...events] });
     const replies = await this.#await(id, receivers);
     const failed = replies.filter((r) => r.failed).map((r) => r.from);
     if (failed.length > 0) this.log.error({ event: 'bus_handler_failed', nodes: failed, types: events.map((e) => e.type) }, 'nodes failed to apply registry events');
-    if (local) throw local.err;
+  }
+
+  /** Announces what the bus could not take before, oldest first; stops at the first failure. */
+  async #announceHeld(): Promise<void> {
+    const batches = this.#unannounced.length;
+    while (this.#unannounced.length > 0) {
+      await this.#announce(this.#unannounced[0]!);
+      this.#unannounced.shift();
+    }
+    if (batches > 0) this.log.info({ event: 'bus_events_announced', batches }, 'announced the changes the bus could not take while it was away');
   }
 
   subscribe(handler: EventHandler): () => void {
@@ -174,6 +212,8 @@ export class RedisEventBus implements EventBus {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#heartbeat);
+    // Durable in the registry all the same; nodes that were cut off too re-read it when they catch up.
+    if (this.#unannounced.length > 0) this.log.warn({ event: 'bus_events_unannounced', batches: this.#unannounced.length }, 'closing with changes the event bus never took');
     for (const pending of this.#pending.values()) pending.settle();
     this.#handlers.clear();
     this.#pub.disconnect();
@@ -286,6 +326,7 @@ export class RedisEventBus implements EventBus {
       do {
         losses = this.#losses;
         for (const handler of this.#restoredHandlers) await handler();
+        await this.#announceHeld();
       } while (losses !== this.#losses && this.#connected);
       if (this.#connected) {
         this.#caughtUp = true;

@@ -94,6 +94,8 @@ export interface ClaimTopicsDeps {
   metrics: MetricsRegistry;
   /** Where replies go out, to the asking session alone. */
   replies: DirectReplies;
+  /** A batch's rate limit shared by every node (a cluster); a bucket per batch on this broker when absent. */
+  takeToken?: (batchId: string, rate: { perSecond: number; burst: number }) => Promise<boolean>;
 }
 
 type Refuse = (reason: Reason, extra?: RefusalFacts) => Refusal;
@@ -196,7 +198,14 @@ export class ClaimTopics {
     };
     const own = (code: keyof typeof CLAIM_SESSION_ERRORS, reason: Reason) => reject(code, CLAIM_SESSION_ERRORS[code], reason);
 
-    if (!this.#bucket(claim).tryTake(this.deps.monotonicMs())) return own('claim_rate_limited', 'claim_rate_limited');
+    let allowed: boolean;
+    try {
+      allowed = await this.#take(claim);
+    } catch (error) {
+      // Fail closed: a limit that cannot be checked admits no request.
+      return reject('claim_unavailable', `the batch’s rate limit could not be checked: ${error instanceof Error ? error.message : String(error)}`, 'claim_unavailable');
+    }
+    if (!allowed) return own('claim_rate_limited', 'claim_rate_limited');
     const request = requestOf(name, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload));
     if (!request) return own('claim_request_invalid', 'claim_request_invalid');
     if (request.name === 'create-from-csr') {
@@ -214,6 +223,11 @@ export class ClaimTopics {
     if (!outcome.ok) return reject(outcome.code, outcome.message, KIND_REASONS[outcome.kind]);
     this.#requests.inc({ request: name, outcome: 'accepted' });
     reply(true, outcome.reply);
+  }
+
+  #take(claim: ClaimSession): Promise<boolean> {
+    if (this.deps.takeToken) return this.deps.takeToken(claim.batchId, claim.rateLimit);
+    return Promise.resolve(this.#bucket(claim).tryTake(this.deps.monotonicMs()));
   }
 
   /** One bucket per batch, shared by all its sessions on this broker, sized by the batch's rate limit. */

@@ -79,7 +79,7 @@ export const API_ERRORS = {
   idempotency_key_invalid: { status: 400, summary: 'a batch needs Idempotency-Key: 1–128 characters of A–Z, a–z, 0–9, ".", "_", ":" and "-"' },
   line_too_long: { status: 400, summary: 'a batch line is longer than 64 KiB' },
   internal_error: { status: 500, summary: 'the service failed; the failure is logged' },
-  event_bus_unavailable: { status: 503, summary: 'the change is durable but the cluster’s event bus (Redis) could not be reached to announce it; repeat the call, which announces it again' },
+  event_bus_unavailable: { status: 503, summary: 'the change is durable but the cluster’s event bus (Redis) could not be reached to announce it; this node announces it once the bus is back, and repeating the call announces it again' },
   bus_disconnected: { status: 503, summary: 'this node is cut off from the cluster’s event bus (Redis)' },
   bus_catching_up: { status: 503, summary: 'this node is back on the event bus and re-reading the registry' },
   registry_unreachable: { status: 503, summary: 'the registry database cannot be reached' },

@@ -4,11 +4,12 @@
 // Redis killed and restarted, PostgreSQL cut off by a proxy.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { ClaimSession, CREATE, errorCode, SENSOR_TEMPLATE } from '../support/claims.js';
 import type { EnrolledDevice } from '../support/fleet.js';
-import { startCluster, startHaproxy, type TestCluster } from '../support/cluster.js';
+import { startCluster, startHaproxy, tcpProxy, type TestCluster } from '../support/cluster.js';
 import { httpsRequest } from '../support/https.js';
-import { closed, connect, end, mqttOptions, tryConnect } from '../support/mqtt.js';
+import { closed, connect, end, mqttOptions, tryConnect, type Identity } from '../support/mqtt.js';
 import type { ServeProcess } from '../support/process.js';
 import { eventually } from '../support/wait.js';
 
@@ -37,6 +38,13 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
       };
       client.on('message', listener);
     });
+
+  /** A counter's value on one node, from its /metrics (0 before the first increment). */
+  const counter = async (node: ServeProcess, name: string) => {
+    const match = new RegExp(`^${name}\\{[^}]*\\} (\\d+)$`, 'm').exec((await cluster.api(node, '/metrics')).body.toString());
+    return match ? Number(match[1]) : 0;
+  };
+  const takeovers = (nodes: ServeProcess[]) => Promise.all(nodes.map((n) => counter(n, 'fleet_takeovers_total')));
 
   /** A device publishing telemetry on node 1 and the backend reading it on node 2: one message crosses. */
   const telemetryAcross = async (id: string, qos: 0 | 1) => {
@@ -124,19 +132,73 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
     }
   });
 
-  it('lets a device id be connected once in the whole cluster: a second connection elsewhere takes over', async () => {
+  it('lets a device id be connected once in the whole cluster: a second connection elsewhere takes over, counted once', async () => {
     const device = await cluster.enroll('twin-1');
-    const [n1, n2] = cluster.nodes as [ServeProcess, ServeProcess];
+    const [n1, n2, n3] = cluster.nodes as [ServeProcess, ServeProcess, ServeProcess];
+    const before = await takeovers([n1, n2, n3]);
     const first = await open(n1, device);
     const firstClosed = closed(first);
     const second = await open(n2, device);
     await firstClosed;
+    // The node that lost the session counts it; the newcomer's node saw no earlier session.
+    await logged(n1, 'takeover', { deviceId: 'twin-1' });
+    const counted = (await takeovers([n1, n2, n3])).map((n, i) => n - before[i]!);
+    assert.deepEqual(counted, [1, 0, 0]);
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(second.connected, true, 'the newcomer keeps its session');
     const view = await cluster.api(n1, '/v1/devices/twin-1');
     assert.equal(view.json.connected, true, 'connected, as node 2 says');
     await end(second);
     await eventually(async () => (await cluster.api(n1, '/v1/devices/twin-1')).json.connected === false, 3000, 'disconnected everywhere');
+  });
+
+  it('limits a claim batch’s requests across the cluster, not per node', async () => {
+    const [n1, n2] = cluster.nodes as [ServeProcess, ServeProcess];
+    // Two requests in all, and no token back during the test.
+    const created = await cluster.api(n1, '/v1/claim-batches', { body: { name: 'line-c', template: SENSOR_TEMPLATE, rateLimit: { perSecond: 0.001, burst: 2 } } });
+    assert.equal(created.status, 201);
+    const claim = { batch: 'line-c', keyPem: created.json.key as string, certPem: created.json.certificate as string };
+    const via = (node: ServeProcess) => ({ connect: (identity: Partial<Identity>, extra: IClientOptions = {}) => connect(mqttOptions(node.mqttPort, cluster.ca, identity, extra)) });
+    const sessions = [await ClaimSession.open(via(n1), claim, 'a'), await ClaimSession.open(via(n1), claim, 'b'), await ClaimSession.open(via(n2), claim, 'c')];
+    const replies = [];
+    for (const session of sessions) replies.push(await session.request(CREATE, 'not json'));
+    assert.deepEqual(replies.map(errorCode), ['claim_request_invalid', 'claim_request_invalid', 'claim_rate_limited']);
+    await Promise.all(sessions.map((s) => s.end()));
+  });
+
+  it('bans a device that keeps reconnecting on every node, and lifts the ban everywhere', async () => {
+    const [n1] = cluster.nodes as [ServeProcess];
+    // A node with the default-like CONNECT allowance (the others are unthrottled for the tests).
+    const strict = await cluster.addNode(['--connect-rate', '1', '--connect-burst', '1']);
+    try {
+      const device = await cluster.enroll('hammer-1');
+      const outcomes: number[] = [];
+      while (!strict.logs.some((e) => e.event === 'refusal' && e.clientId === 'hammer-1' && e.reason === 'banned')) {
+        assert.ok(outcomes.length < 50, 'banned after its throttled CONNECTs');
+        const attempt = await tryConnect(on(strict, device));
+        outcomes.push(attempt.returnCode);
+        attempt.client.end(true);
+      }
+      // Node 1 would admit it (no throttle to speak of there), but the ban holds there too.
+      await eventually(
+        async () => {
+          const attempt = await tryConnect(on(n1, device));
+          attempt.client.end(true);
+          return attempt.returnCode === 3;
+        },
+        5000,
+        'banned on node 1 too',
+      );
+      await logged(n1, 'refusal', { clientId: 'hammer-1', reason: 'banned' });
+      assert.ok((await cluster.api(n1, '/v1/broker/bans')).json.bans.some((b: { clientId: string }) => b.clientId === 'hammer-1'));
+
+      // Lifted on the node that banned it, lifted on node 1.
+      assert.equal((await cluster.api(strict, '/v1/broker/bans/hammer-1', { method: 'DELETE' })).json.lifted, 1);
+      await eventually(async () => !(await cluster.api(n1, '/v1/broker/bans')).json.bans.some((b: { clientId: string }) => b.clientId === 'hammer-1'), 5000, 'lifted on node 1');
+      await end(await connect(on(n1, device)));
+    } finally {
+      await strict.stop();
+    }
   });
 
   it('closes a revoked device’s session on the node that holds it before the revocation is acknowledged', async () => {
@@ -158,6 +220,36 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
       assert.equal(retry.returnCode, 5, 'refused on every node');
       retry.client.end(true);
       await logged(node, 'refusal', { clientId: 'lost-1', reason: 'certificate_revoked' });
+    }
+  });
+
+  it('announces a revocation made on a node cut off alone once it is back, to the nodes that never lost the bus', async () => {
+    const [, n2] = cluster.nodes as [ServeProcess, ServeProcess];
+    // This node reaches Redis through a link the test can cut; the others keep their bus.
+    const link = await tcpProxy({ host: '127.0.0.1', port: cluster.redis.port });
+    const isolated = await cluster.addNode(['--redis', `redis://127.0.0.1:${link.port}`]);
+    try {
+      const device = await cluster.enroll('far-1');
+      const client = await open(n2, device);
+      await client.subscribeAsync('devices/far-1/commands/#', { qos: 1 });
+      const gone = closed(client);
+
+      link.cut();
+      await eventually(async () => (await cluster.api(isolated, '/readyz')).json.error?.code === 'bus_disconnected', 5000, 'the node knows it is cut off');
+      const revoked = await cluster.api(isolated, '/v1/devices/far-1/revoke', { body: { reason: 'keyCompromise' } });
+      assert.equal(revoked.status, 503);
+      assert.equal(revoked.json.error.code, 'event_bus_unavailable');
+      // Node 2 never lost the bus, so it has nothing to catch up on: only the announcement tells it.
+      assert.equal((await cluster.api(n2, '/readyz')).status, 200);
+
+      link.restore();
+      await logged(isolated, 'bus_events_announced', { batches: 1 });
+      await gone;
+      await logged(n2, 'session_terminated', { deviceId: 'far-1', reason: 'certificate_revoked' });
+    } finally {
+      link.restore();
+      await isolated.stop();
+      await link.close();
     }
   });
 
@@ -224,12 +316,15 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
     await end(back.client);
   });
 
-  it('admits nothing it should not while Redis restarts, catches up when it is back, and delivers again', async () => {
+  it('admits nothing it should not while Redis restarts, closes sessions revoked meanwhile, catches up when it is back, and delivers again', async () => {
     const [n1, n2] = cluster.nodes as [ServeProcess, ServeProcess];
     const doomed = await cluster.enroll('doomed-1');
+    const bystander = await cluster.enroll('bystander-1');
     const { publisher, backend } = await telemetryAcross('sensor-2', 0);
     // Connected to node 2, so node 2 holds a verdict for it that the outage will make stale.
     const victim = await open(n2, doomed);
+    // A SUBACK: node 2 has finished setting the session up (in Redis too) before Redis dies.
+    await victim.subscribeAsync('devices/doomed-1/commands/#', { qos: 1 });
     const victimClosed = closed(victim);
 
     await cluster.redis.kill();
@@ -239,20 +334,28 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
       const revoked = await cluster.api(n1, '/v1/devices/doomed-1/revoke', { body: { reason: 'keyCompromise' } });
       assert.equal(revoked.status, 503);
       assert.equal(revoked.json.error.code, 'event_bus_unavailable');
-      // Node 2 missed it, and does not trust its cached verdict while it is cut off.
-      const again = await tryConnect(on(n2, doomed));
-      assert.equal(again.returnCode, 5);
-      again.client.end(true);
-      await logged(n2, 'refusal', { clientId: 'doomed-1', reason: 'certificate_revoked' });
+      // Node 2 missed it; it re-checks its live sessions against the registry while cut off,
+      // and closes the revoked one before the bus is back.
+      await logged(n2, 'session_terminated', { deviceId: 'doomed-1', reason: 'certificate_revoked' });
+      await victimClosed;
+      // And it admits nobody while it is unsure: neither the revoked device nor a good one.
+      for (const identity of [doomed, bystander]) {
+        const again = await tryConnect(on(n2, identity));
+        assert.equal(again.returnCode, 3, `${identity.id} refused while cut off`);
+        again.client.end(true);
+        await logged(n2, 'refusal', { clientId: identity.id, reason: 'registry_unavailable' });
+      }
     } finally {
       await cluster.redis.start();
     }
-    // Back on the bus, node 2 re-reads the registry and closes the session it should not keep.
-    await logged(n2, 'session_terminated', { deviceId: 'doomed-1', reason: 'certificate_revoked' });
-    await victimClosed;
     await eventually(async () => (await cluster.api(n2, '/readyz')).status === 200, 10_000, 'node 2 ready again');
-    // Repeating the revocation announces it; now it is acknowledged.
+    // Node 1 kept the change the bus could not take and announced it when the bus came back.
+    await logged(n1, 'bus_events_announced', { batches: 1 });
+    // Repeating the revocation announces it again; now it is acknowledged.
     assert.equal((await cluster.api(n1, '/v1/devices/doomed-1/revoke', { method: 'POST' })).status, 200);
+    const back = await tryConnect(on(n2, bystander));
+    assert.equal(back.returnCode, 0, 'caught up: good devices are admitted again');
+    await end(back.client);
 
     await eventually(
       async () => {

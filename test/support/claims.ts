@@ -56,7 +56,7 @@ export class ClaimSession {
   }
 
   /** Connects with the claim certificate and subscribes to the reply topics (all four by default). */
-  static async open(fleet: TestFleet, claim: ClaimBatchIdentity, nonce: string, options: { extra?: IClientOptions; replies?: string[] } = {}): Promise<ClaimSession> {
+  static async open(fleet: Pick<TestFleet, 'connect'>, claim: ClaimBatchIdentity, nonce: string, options: { extra?: IClientOptions; replies?: string[] } = {}): Promise<ClaimSession> {
     const client = await fleet.connect(claimIdentity(claim, nonce), options.extra);
     await client.subscribeAsync(options.replies ?? REPLY_TOPICS, { qos: 1 });
     return new ClaimSession(client);

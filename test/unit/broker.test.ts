@@ -91,26 +91,31 @@ describe('DeviceBroker admission races', () => {
 });
 
 describe('DeviceBroker cut off from its events', () => {
-  it('trusts no cached verdict while events may be missed, and closes on catch-up what the registry no longer admits', async () => {
-    let current: AdmissionRecord | Error = record;
-    const memory = await memoryBroker({ admissionRecord: () => (current instanceof Error ? Promise.reject(current) : Promise.resolve(current)) });
+  it('admits nobody while events may be missed, and closes a live session revoked meanwhile without waiting for the catch-up', async () => {
+    let current: AdmissionRecord = record;
+    const unthrottled = { abuse: { ...DEFAULT_BROKER_OPTIONS.abuse, perClientId: { ratePerSecond: 1000, burst: 1000 } } };
+    const memory = await memoryBroker({ admissionRecord: () => Promise.resolve(current) }, undefined, unthrottled);
     const first = await memory.connect(peer, { clientId: 'dev-1' });
     assert.equal(first.returnCode, 0); // the ACTIVE verdict is cached now
     await eventually(() => memory.broker.isConnected('dev-1'), 2000, 'session ready');
     const closed = new Promise<void>((resolve) => first.client.once('close', () => resolve()));
 
-    // The revocation's event never arrives here (the bus was down).
-    current = { ...record, certificateStatus: 'REVOKED' };
     memory.broker.eventsMayBeMissed();
-    const again = await memory.connect(peer, { clientId: 'dev-1', clean: true });
-    assert.equal(again.returnCode, 5, 'the registry was read, not the cached verdict');
-    assert.equal((await memory.logs.waitFor('refusal', { reason: 'certificate_revoked' })).clientId, 'dev-1');
-    assert.equal(memory.broker.isConnected('dev-1'), true, 'the live session is left to the catch-up');
+    // The registry still says ACTIVE, but a node that may have missed events admits nobody.
+    const refused = await memory.connect(peer, { clientId: 'dev-1', clean: true });
+    assert.equal(refused.returnCode, 3);
+    assert.equal((await memory.logs.waitFor('refusal', { clientId: 'dev-1' })).reason, 'registry_unavailable');
+    assert.equal(memory.broker.isConnected('dev-1'), true, 'the refusal leaves the live session alone');
 
-    const resynced = await memory.broker.resync();
-    assert.deepEqual(resynced.map((s) => s.deviceId), ['dev-1']);
+    // Revoked elsewhere; its event never arrives here (the bus is down). The periodic
+    // re-check reads the registry and closes the session while the node is still cut off.
+    current = { ...record, certificateStatus: 'REVOKED' };
     await closed;
     assert.equal((await memory.logs.waitFor('session_terminated', { deviceId: 'dev-1' })).reason, 'certificate_revoked');
+    assert.equal((await memory.logs.waitFor('sessions_rechecked')).sessionsClosed, 1);
+
+    assert.deepEqual(await memory.broker.resync(), [], 'nothing left for the catch-up to close');
+    assert.equal((await memory.connect(peer, { clientId: 'dev-1' })).returnCode, 5);
     await memory.close();
   });
 

@@ -1,6 +1,7 @@
 // The Redis event bus between two nodes, on a Redis server of the test's own: an event is
 // acknowledged once the other node has handled it (or the wait ran out), a question is
-// answered by every other node, and publishing while Redis is away fails with a typed error.
+// answered by every other node, and publishing while Redis is away fails with a typed error
+// and keeps the change to announce once the bus is back.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
@@ -71,14 +72,25 @@ describe('RedisEventBus', { timeout: 30_000 }, () => {
       restored++;
       return Promise.resolve();
     });
+    const heardByB: string[] = [];
+    const off = b.subscribe((e) => void heardByB.push((e as { deviceId: string }).deviceId));
+    // A node that is not back on the bus yet would miss the announcement (and re-read the
+    // registry itself when it is back): hold a's catch-up until b is listening again.
+    a.onRestored(() => eventually(() => b.state.connected, 10_000, 'b back on the bus'));
     await redis.kill();
     try {
       await eventually(() => !a.state.connected && !b.state.connected, 2000, 'both cut off');
       await assert.rejects(a.publish([event('d3')]), BusUnavailableError);
+      assert.equal(a.state.unannounced, 1, 'the change the bus could not take is kept');
     } finally {
       await redis.start();
     }
     await eventually(() => a.state.caughtUp && b.state.caughtUp, 10_000, 'both caught up');
     assert.equal(restored, 1);
+    // The node that made the change announces it once the bus is back, before it counts as caught up.
+    assert.deepEqual(heardByB, ['d3']);
+    assert.equal(a.state.unannounced, 0);
+    await logs.waitFor('bus_events_announced', { batches: 1 });
+    off();
   });
 });

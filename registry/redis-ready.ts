@@ -1,0 +1,31 @@
+// Waiting for an ioredis connection to be ready before using it: a subscription or a Lua
+// script sent earlier would sit in the client's offline queue, and a start-up that "worked"
+// would only find out later, one command at a time, that Redis was never there.
+import type { Redis } from 'ioredis';
+
+/**
+ * Resolves once every connection is ready; rejects with `unavailable()` after timeoutMs.
+ * Connection errors meanwhile are not failures: ioredis keeps retrying, and Redis may come
+ * up after this node does.
+ */
+export async function redisReady(connections: readonly Redis[], timeoutMs: number, unavailable: () => Error): Promise<void> {
+  const waiting = connections.filter((redis) => redis.status !== 'ready');
+  if (waiting.length === 0) return;
+  const cleanups: (() => void)[] = [];
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let left = waiting.length;
+      const timer = setTimeout(() => reject(unavailable()), timeoutMs);
+      cleanups.push(() => clearTimeout(timer));
+      for (const redis of waiting) {
+        const ready = () => {
+          if (--left === 0) resolve();
+        };
+        redis.once('ready', ready);
+        cleanups.push(() => redis.off('ready', ready));
+      }
+    });
+  } finally {
+    for (const cleanup of cleanups) cleanup();
+  }
+}
