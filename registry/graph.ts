@@ -170,9 +170,10 @@ export class FleetGraph {
   }
 
   #certificate(serial: string, caId: string, deviceId: string, status: CertificateStatus): void {
+    // Every issuance lands here: the certificate's node is merged once, not once per edge.
     const node = key('cert', serial);
     this.#graph.mergeNode(node, { kind: 'cert', status });
-    this.#edge('cert', serial, 'ca', caId, 'issued-by');
-    this.#edge('cert', serial, 'device', deviceId, 'identifies');
+    this.#graph.mergeEdge(node, this.#node('ca', caId), { kind: 'issued-by' });
+    this.#graph.mergeEdge(node, this.#node('device', deviceId), { kind: 'identifies' });
   }
 }

@@ -12,6 +12,11 @@ export async function openSqliteStore(path: string): Promise<KyselyRegistryStore
   database.pragma('synchronous = FULL');
   database.pragma('foreign_keys = ON');
   database.pragma('busy_timeout = 5000');
+  // A 32 MiB page cache (the default is 2 MiB): issuance inserts into several indexes keyed by
+  // hashes (fingerprint, public key), which touch pages all over them; with the default they
+  // are read back from the file for every group commit. Measured: about a third less CPU per
+  // recorded certificate at 12,000 certificates. Costs up to 32 MiB of memory once the file is that large.
+  database.pragma('cache_size = -32768');
   // Kysely prepares a statement for every query; better-sqlite3 statements are reusable, and
   // preparing costs more than running most of ours. Keep them by SQL text (a bounded set:
   // the queries are fixed, only their parameters vary).

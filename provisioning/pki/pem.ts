@@ -3,7 +3,11 @@ import { X509Certificate } from 'node:crypto';
 
 /** Base64 in lines of 64 characters, each ending in a newline. */
 export function base64Lines(der: Buffer): string {
-  return `${der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '')}\n`;
+  // Sliced, not a regular expression over the text: this runs once per certificate issued.
+  const text = der.toString('base64');
+  let out = '';
+  for (let at = 0; at < text.length; at += 64) out += `${text.slice(at, at + 64)}\n`;
+  return out || '\n';
 }
 
 export function toPem(label: string, der: Buffer): string {

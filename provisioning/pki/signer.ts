@@ -1,10 +1,11 @@
 // The only holder of a CA's private key. Everything that needs a signature asks a CaSigner;
 // the key never leaves it (it is imported non-extractable) and is never logged.
-import { createHash, KeyObject } from 'node:crypto';
+import { createHash, hash, KeyObject } from 'node:crypto';
 import type { Fingerprint, SerialHex } from '../../registry/ids.js';
 import { signCrlDer, type CrlEntryDer } from './crl-der.js';
 import { EC_P256_SHA256 } from './keys.js';
-import { deviceCertificateDer, type IssuerTemplate } from './device-certificate.js';
+import { DeviceCertificateWriter } from './device-certificate.js';
+import { toPem } from './pem.js';
 import { claimExtensions, issuingCaExtensions, serverExtensions, stationExtensions } from './profiles.js';
 import { randomSerial } from './serial.js';
 import { x509, type CryptoKey } from './x509.js';
@@ -51,7 +52,7 @@ export function describeCertificate(certificate: x509.X509Certificate): Pick<Iss
 export class CaSigner {
   /** The same key for node:crypto, which signs what this service writes as DER itself. */
   readonly #keyObject: KeyObject;
-  readonly #template: IssuerTemplate;
+  readonly #devices: DeviceCertificateWriter;
 
   private constructor(
     readonly certificate: x509.X509Certificate,
@@ -59,7 +60,7 @@ export class CaSigner {
     private readonly key: CryptoKey,
   ) {
     this.#keyObject = KeyObject.from(key);
-    this.#template = { name: Buffer.from(certificate.subjectName.toArrayBuffer()), keyId: Buffer.from(keyId, 'hex'), key: this.#keyObject };
+    this.#devices = new DeviceCertificateWriter({ name: Buffer.from(certificate.subjectName.toArrayBuffer()), keyId: Buffer.from(keyId, 'hex'), key: this.#keyObject });
   }
 
   static async create(certificate: x509.X509Certificate, key: CryptoKey): Promise<CaSigner> {
@@ -76,11 +77,11 @@ export class CaSigner {
     const notBefore = new Date(Math.floor(validity.notBefore.getTime() / 1000) * 1000);
     const notAfter = new Date(Math.floor(validity.notAfter.getTime() / 1000) * 1000);
     const serial = randomSerial();
-    const der = deviceCertificateDer(this.#template, { serial, deviceId, spki, notBefore, notAfter, crlUrl });
+    const der = this.#devices.write({ serial, deviceId, spki, notBefore, notAfter, crlUrl });
     return {
       serial,
-      fingerprint: createHash('sha256').update(der).digest('hex') as Fingerprint,
-      pem: `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`,
+      fingerprint: hash('sha256', der, 'hex') as Fingerprint,
+      pem: toPem('CERTIFICATE', der),
       der,
       notBefore,
       notAfter,

@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { checkCsr, CsrError } from '../../provisioning/pki/csr.js';
+import { children, readTlv } from '../../provisioning/pki/der-reader.js';
+import { oid, sequence, tlv } from '../../provisioning/pki/der.js';
 import { ecKeyWithCsr, rsaKeyWithCsr } from '../support/keys.js';
 
 const work = mkdtempSync(join(tmpdir(), 'csr-test-'));
@@ -17,6 +19,15 @@ function opensslCsr(keyArgs: string[], digest?: string): string {
   const csr = join(work, `r-${Math.random()}.pem`);
   execFileSync('openssl', ['req', '-new', '-key', key, ...(digest ? [digest] : []), '-subj', '/CN=factory', '-out', csr], { stdio: 'ignore' });
   return readFileSync(csr, 'utf8');
+}
+
+const derOfPem = (pem: string) => Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+const requestPem = (der: Buffer) => `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
+
+/** The request's three fields, DER: certificationRequestInfo, signatureAlgorithm, signature. */
+function fieldsOf(pem: string): Buffer[] {
+  const der = derOfPem(pem);
+  return children(der, readTlv(der, 0)).map((t) => der.subarray(t.offset, t.end));
 }
 
 function codeOf(pem: string): string {
@@ -56,13 +67,36 @@ describe('checkCsr', () => {
     it(`refuses ${name} with ${code}`, async () => assert.equal(codeOf(await make()), code));
   }
 
+  it('refuses bytes after the request with csr_malformed', async () => {
+    const der = derOfPem((await ecKeyWithCsr()).csrPem);
+    assert.equal(codeOf(requestPem(der)), 'accepted');
+    assert.equal(codeOf(requestPem(Buffer.concat([der, Buffer.from([0x05, 0x00])]))), 'csr_malformed');
+  });
+
+  it('refuses a truncated request and a request with a fourth field with csr_malformed', async () => {
+    const der = derOfPem((await ecKeyWithCsr()).csrPem);
+    assert.equal(codeOf(requestPem(der.subarray(0, der.length - 1))), 'csr_malformed');
+    assert.equal(codeOf(requestPem(sequence(...fieldsOf((await ecKeyWithCsr()).csrPem), tlv(0x05, Buffer.alloc(0))))), 'csr_malformed');
+  });
+
+  it('refuses an EC key whose request claims an RSA signature with csr_signature_invalid', async () => {
+    const [info, , signature] = fieldsOf((await ecKeyWithCsr()).csrPem);
+    const sha256WithRsa = sequence(oid('1.2.840.113549.1.1.11'), tlv(0x05, Buffer.alloc(0)));
+    assert.equal(codeOf(requestPem(sequence(info!, sha256WithRsa, signature!))), 'csr_signature_invalid');
+  });
+
+  it('refuses a signature made by another key with csr_signature_invalid', async () => {
+    const [info, algorithm] = fieldsOf((await ecKeyWithCsr()).csrPem);
+    const [, , otherSignature] = fieldsOf((await ecKeyWithCsr()).csrPem);
+    assert.equal(codeOf(requestPem(sequence(info!, algorithm!, otherSignature!))), 'csr_signature_invalid');
+  });
+
   it('refuses a request whose signature does not match its content', async () => {
     const pem = (await ecKeyWithCsr('original')).csrPem;
-    const der = Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    const der = derOfPem(pem);
     // Flip a byte of the subject CN ("original" → "originam"): the signature no longer covers it.
     const at = der.indexOf(Buffer.from('original'));
     der[at + 7] = 'm'.charCodeAt(0);
-    const tampered = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
-    assert.equal(codeOf(tampered), 'csr_signature_invalid');
+    assert.equal(codeOf(requestPem(der)), 'csr_signature_invalid');
   });
 });

@@ -6,7 +6,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { Certificate } from '@peculiar/asn1-x509';
 import { checkCsr } from '../../provisioning/pki/csr.js';
+import { randomSerial } from '../../provisioning/pki/serial.js';
 import { x509 } from '../../provisioning/pki/x509.js';
 import { operatorCa } from '../support/fixtures.js';
 import { ecKeyWithCsr, rsaKeyWithCsr } from '../support/keys.js';
@@ -51,4 +54,52 @@ describe('device certificate DER', () => {
       assert.match(verified, /: OK/);
     });
   }
+
+  it('writes every length right from one issuer template: short and long ids, long CRL URLs, GeneralizedTime', async () => {
+    const ca = await operatorCa('Device Cert Template CA');
+    const key = checkCsr((await ecKeyWithCsr()).csrPem);
+    // Ids and URLs whose lengths put the enclosing SEQUENCEs on either side of the DER
+    // short/long length forms (127/128 and 255/256 bytes); validity across the 2050 switch.
+    const cases = [
+      { id: 'a', url: 'https://fleet.example/v1/crl', notAfter: '2026-12-23T10:00:00Z' },
+      { id: 'x'.repeat(60), url: 'https://fleet.example/v1/crl', notAfter: '2026-12-23T10:00:00Z' },
+      { id: 'y'.repeat(128), url: `https://fleet.example/${'p'.repeat(200)}/crl`, notAfter: '2026-12-23T10:00:00Z' },
+      { id: 'meter:2050', url: `https://fleet.example/${'q'.repeat(90)}`, notAfter: '2050-01-02T00:00:00Z' },
+      { id: 'a', url: 'https://fleet.example/v1/crl', notAfter: '2026-12-24T10:00:00Z' },
+    ];
+    const files: string[] = [];
+    for (const [i, c] of cases.entries()) {
+      const issued = ca.issueDevice(c.id, key.spki, { notBefore: new Date('2026-11-23T10:00:00Z'), notAfter: new Date(c.notAfter) }, c.url);
+      const cert = new x509.X509Certificate(issued.der);
+      assert.equal(cert.subject, `CN=${c.id}`);
+      assert.equal(cert.notAfter.toISOString(), new Date(c.notAfter).toISOString());
+      assert.equal(cert.serialNumber.toLowerCase(), issued.serial);
+      assert.equal(await cert.verify({ publicKey: ca.certificate, signatureOnly: true }), true);
+      assert.deepEqual(cert.getExtension(x509.SubjectAlternativeNameExtension)!.names.toJSON(), [{ type: 'url', value: `urn:fleet:device:${c.id}` }]);
+      const crl = cert.getExtension(x509.CRLDistributionPointsExtension)!;
+      assert.equal(crl.distributionPoints[0]!.distributionPoint!.fullName![0]!.uniformResourceIdentifier, c.url);
+      // Parsed into its ASN.1 structure and encoded again, it gives the same bytes: every length and tag was DER.
+      assert.deepEqual(Buffer.from(AsnConvert.serialize(AsnConvert.parse(issued.der, Certificate))), issued.der);
+      const file = join(work, `template-${i}.pem`);
+      writeFileSync(file, issued.pem);
+      files.push(file);
+    }
+    writeFileSync(join(work, 'template-ca.pem'), ca.pem);
+    const verified = execFileSync('openssl', ['verify', '-x509_strict', '-purpose', 'sslclient', '-attime', String(Date.parse('2026-12-01') / 1000), '-CAfile', join(work, 'template-ca.pem'), ...files], { encoding: 'utf8' });
+    assert.equal(verified.match(/: OK$/gm)?.length, cases.length);
+  });
+});
+
+describe('serial numbers', () => {
+  it('are 16 positive bytes, time first, then random', () => {
+    const now = Date.parse('2026-11-23T10:00:00Z');
+    const serials = Array.from({ length: 1000 }, (_, i) => randomSerial(now + i));
+    for (const serial of serials) assert.match(serial, /^4[0-9a-f]{31}$/); // 0x4_: positive, no padding byte, 32 digits
+    // Issued later sorts later: the registry's serial index grows at its end.
+    assert.deepEqual([...serials].sort(), serials);
+    assert.equal(parseInt(serials[0]!.slice(1, 12), 16), now);
+    // The 80 random bits differ between serials of the same millisecond.
+    const sameTime = new Set(Array.from({ length: 1000 }, () => randomSerial(now).slice(12)));
+    assert.equal(sameTime.size, 1000);
+  });
 });
