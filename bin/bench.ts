@@ -254,12 +254,13 @@ async function main(): Promise<void> {
   const s: Settings = {
     devices: Number(values.devices ?? (quick ? 300 : 10_000)),
     rounds: Number(values.rounds ?? (quick ? 1 : 3)),
-    durationMs: Number(values.duration ?? (quick ? 3 : 10)) * 1000,
+    durationMs: Number(values.duration ?? (quick ? 2 : 10)) * 1000,
     rate: Number(values.rate ?? (quick ? 2000 : 5000)),
     revoke: Number(values.revoke ?? (quick ? 20 : 200)),
-    certificates: Number(values.certificates ?? (quick ? 2000 : 10_000)),
+    certificates: Number(values.certificates ?? (quick ? 1000 : 10_000)),
     concurrency: 64,
-    settleMs: quick ? 5000 : 20_000,
+    // Quick mode checks that every stage runs, within a minute; its memory figure is rough.
+    settleMs: quick ? 2500 : 20_000,
     warmup: Math.min(quick ? 300 : 2000, Number(values.devices ?? (quick ? 300 : 10_000))),
   };
   say(`enrolling ${s.devices} devices and a telemetry reader`);
