@@ -28,20 +28,26 @@ export interface SharedMqttState {
 }
 
 /**
- * aedes-persistence-redis 12 sends a few commands without awaiting them (LREM of an expired
- * queue entry, LREM and RPUSH of a will): with Redis away they reject with nobody listening,
- * which would end the process as an unhandled rejection. On our own connection those commands
- * get a listener that logs the loss; a caller that awaits them still sees the error.
+ * Commands the MQTT libraries send without waiting for the reply: aedes-persistence-redis 12
+ * (LREM of an expired queue entry, LREM and RPUSH of a will) and mqemitter-redis 7 (its QUIT
+ * on close). With Redis away, or the connection closing, they reject with nobody listening,
+ * which would end the process as an unhandled rejection. On our own connections those
+ * commands get a listener that logs the loss (quietly once we are closing); a caller that
+ * awaits them still sees the error.
  */
-const FIRE_AND_FORGET = ['lrem', 'rpush'] as const;
+const FIRE_AND_FORGET = { persistence: ['lrem', 'rpush'], sub: ['quit'], pub: ['quit', 'publish'] } as const;
 
-function heardFailures(redis: Redis, log: Logger): void {
-  const commands = redis as unknown as Record<(typeof FIRE_AND_FORGET)[number], (...args: unknown[]) => Promise<unknown>>;
-  for (const command of FIRE_AND_FORGET) {
-    const send = commands[command].bind(redis);
+function heardFailures(redis: Redis, commandNames: readonly string[], log: Logger, closing: () => boolean): void {
+  const commands = redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  for (const command of commandNames) {
+    const send = commands[command]!.bind(redis);
     commands[command] = (...args: unknown[]) => {
       const reply = send(...args);
-      reply.catch((err: unknown) => log.warn({ event: 'redis_command_lost', command, err: err instanceof Error ? err.message : String(err) }, 'a Redis command the MQTT state did not wait for failed'));
+      reply.catch((err: unknown) => {
+        const facts = { event: 'redis_command_lost', command, err: err instanceof Error ? err.message : String(err) };
+        if (closing()) log.debug(facts, 'a Redis command was cut off by the shutdown');
+        else log.warn(facts, 'a Redis command the MQTT state did not wait for failed');
+      });
       return reply;
     };
   }
@@ -70,13 +76,23 @@ export async function redisMqttState(url: string, limits: SharedStateLimits, log
     for (const redis of connections) redis.disconnect();
     throw error;
   }
-  heardFailures(conn, log);
+  heardFailures(conn, FIRE_AND_FORGET.persistence, log, () => closing);
+  heardFailures(subConn, FIRE_AND_FORGET.sub, log, () => closing);
+  heardFailures(pubConn, FIRE_AND_FORGET.pub, log, () => closing);
   // concurrency 0, as for the in-memory emitter (broker.ts): no bounded local queue to
   // drain by recursion when a subscriber leaves mid-flood.
   const mq = MQEmitterRedis({ subConn, pubConn, concurrency: 0, matchEmptyLevels: true });
   // mqemitter-redis re-emits connection errors on `state`; unheard, an EventEmitter error
   // would end the process. ioredis reconnects by itself; the event bus reports the outage.
   (mq as unknown as { state: EventEmitter }).state.on('error', (err: Error) => log.debug({ event: 'redis_error', role: 'emitter', err: err.message }, 'redis emitter error'));
+  // Aedes closes the emitter (which quits its two connections) when the broker closes, before
+  // close() below: from then on a dropped connection or a lost command is the shutdown's own.
+  const emitter = mq as unknown as { close(cb?: () => void): unknown };
+  const closeEmitter = emitter.close.bind(mq);
+  emitter.close = (cb) => {
+    closing = true;
+    return closeEmitter(cb);
+  };
   const persistence = persistenceRedis({
     conn,
     maxSessionDelivery: limits.maxSessionDelivery,

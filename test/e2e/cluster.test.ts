@@ -253,6 +253,24 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
     }
   });
 
+  it('stops cleanly on SIGTERM with devices connected, subscribed and publishing', async () => {
+    const node = await cluster.addNode();
+    const devices = await Promise.all(Array.from({ length: 20 }, (_, i) => cluster.enroll(`leaver-${i}`)));
+    const connected = await Promise.all(devices.map(async (device, i) => {
+      const client = await connect(on(node, device, { reconnectPeriod: 0 }));
+      await client.subscribeAsync(`devices/leaver-${i}/commands/#`, { qos: 1 });
+      return client;
+    }));
+    const gone = Promise.all(connected.map(closed));
+    // Telemetry in flight while the node closes: publishes to Redis cut off by the shutdown.
+    const sending = connected.map((client, i) => setInterval(() => client.publish(`devices/leaver-${i}/telemetry`, 'reading'), 2));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(await node.stop('SIGTERM'), 0);
+    for (const timer of sending) clearInterval(timer);
+    await gone;
+    for (const client of connected) client.end(true);
+  });
+
   it('keeps QoS 1 messages for a device whose node is killed, and delivers them on the node it moves to', async () => {
     const device = await cluster.enroll('mover-1');
     const [n1, n2] = cluster.nodes as [ServeProcess, ServeProcess];
