@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BusUnavailableError } from '../registry/redis-bus.js';
-import { redisReady } from '../registry/redis-ready.js';
+import { quitWithin, redisReady } from '../registry/redis-ready.js';
 import type { SharedBan } from './abuse.js';
 
 /** The cluster-wide limits the broker uses in a cluster (in-process ones otherwise). */
@@ -67,13 +67,7 @@ export async function redisSharedLimits(url: string, prefix: string, log: Logger
   ] as const) {
     redis.on('error', (err: Error) => log.debug({ event: 'redis_error', role, err: err.message }, 'redis connection error'));
   }
-  try {
-    await redisReady([commands, sub], timeoutMs, () => new BusUnavailableError(`no answer from Redis at ${url} within ${timeoutMs} ms`));
-  } catch (error) {
-    commands.disconnect();
-    sub.disconnect();
-    throw error;
-  }
+  await redisReady([commands, sub], timeoutMs, () => new BusUnavailableError(`no answer from Redis at ${url} within ${timeoutMs} ms`));
   commands.defineCommand('fleetTakeToken', { numberOfKeys: 1, lua: TAKE_TOKEN });
   const listeners: Parameters<SharedLimits['onBans']>[0][] = [];
   // ioredis subscribes again by itself after a reconnect.
@@ -101,9 +95,7 @@ export async function redisSharedLimits(url: string, prefix: string, log: Logger
     announceUnban: (clientId) => announce({ origin, kind: 'unban', clientId }),
     onBans: (listener) => void listeners.push(listener),
     async close() {
-      await Promise.all(
-        [commands, sub].map((redis) => Promise.race([redis.quit(), new Promise((_resolve, reject) => setTimeout(reject, 1000).unref())]).catch(() => redis.disconnect())),
-      );
+      await Promise.all([commands, sub].map((redis) => quitWithin(redis)));
     },
   };
 }

@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import MQEmitterRedis from 'mqemitter-redis';
 import type { Logger } from 'pino';
 import { BusUnavailableError } from '../registry/redis-bus.js';
-import { redisReady } from '../registry/redis-ready.js';
+import { quitWithin, redisReady } from '../registry/redis-ready.js';
 
 export interface SharedStateLimits {
   /** How long a message queued for an offline device is kept, in seconds. */
@@ -70,12 +70,7 @@ export async function redisMqttState(url: string, limits: SharedStateLimits, log
   };
   const connections = [connect('sub'), connect('pub'), connect('persistence')] as const;
   const [subConn, pubConn, conn] = connections;
-  try {
-    await redisReady(connections, timeoutMs, () => new BusUnavailableError(`no answer from Redis at ${url} within ${timeoutMs} ms`));
-  } catch (error) {
-    for (const redis of connections) redis.disconnect();
-    throw error;
-  }
+  await redisReady(connections, timeoutMs, () => new BusUnavailableError(`no answer from Redis at ${url} within ${timeoutMs} ms`));
   heardFailures(conn, FIRE_AND_FORGET.persistence, log, () => closing);
   heardFailures(subConn, FIRE_AND_FORGET.sub, log, () => closing);
   heardFailures(pubConn, FIRE_AND_FORGET.pub, log, () => closing);
@@ -106,13 +101,7 @@ export async function redisMqttState(url: string, limits: SharedStateLimits, log
     async close() {
       closing = true;
       await persistence.destroy().catch(() => undefined);
-      // QUIT after what is still queued (a closing client's clean-up), rather than dropping it.
-      // With Redis away a QUIT would wait for it: give up after a second.
-      await Promise.all(
-        connections.map((redis) =>
-          Promise.race([redis.quit(), new Promise((_resolve, reject) => setTimeout(reject, 1000).unref())]).catch(() => redis.disconnect()),
-        ),
-      );
+      await Promise.all(connections.map((redis) => quitWithin(redis)));
     },
   };
 }

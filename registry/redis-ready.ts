@@ -4,9 +4,10 @@
 import type { Redis } from 'ioredis';
 
 /**
- * Resolves once every connection is ready; rejects with `unavailable()` after timeoutMs.
- * Connection errors meanwhile are not failures: ioredis keeps retrying, and Redis may come
- * up after this node does.
+ * Resolves once every connection is ready; after timeoutMs, disconnects them all (nothing
+ * keeps retrying for a caller that gave up) and rejects with `unavailable()`. Connection
+ * errors meanwhile are not failures: ioredis keeps retrying, and Redis may come up after
+ * this node does.
  */
 export async function redisReady(connections: readonly Redis[], timeoutMs: number, unavailable: () => Error): Promise<void> {
   const waiting = connections.filter((redis) => redis.status !== 'ready');
@@ -25,7 +26,18 @@ export async function redisReady(connections: readonly Redis[], timeoutMs: numbe
         cleanups.push(() => redis.off('ready', ready));
       }
     });
+  } catch (error) {
+    for (const redis of connections) redis.disconnect();
+    throw error;
   } finally {
     for (const cleanup of cleanups) cleanup();
   }
+}
+
+/**
+ * QUIT after what is still queued (a closing client's clean-up) rather than dropping it; with
+ * Redis away a QUIT would wait for it, so after waitMs the connection is dropped instead.
+ */
+export async function quitWithin(redis: Redis, waitMs = 1000): Promise<void> {
+  await Promise.race([redis.quit(), new Promise((_resolve, reject) => setTimeout(reject, waitMs).unref())]).catch(() => redis.disconnect());
 }
