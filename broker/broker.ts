@@ -59,6 +59,14 @@ export interface BrokerRegistry extends AdmissionSource, AccessSource, JitRegist
   renewalSeen?(serial: string): Promise<void>;
 }
 
+/** Holds device publishes while a cluster's routing is behind (broker/routing-gate.ts). */
+export interface PublishGate {
+  readonly open: boolean;
+  admit(proceed: () => void): void;
+  readonly delayMs: number;
+  readonly held: number;
+}
+
 export interface BrokerDeps {
   registry: BrokerRegistry;
   events: { subscribe(handler: EventHandler): () => void };
@@ -74,7 +82,7 @@ export interface BrokerDeps {
   /** Claim rate limits and bans shared with other nodes (broker/cluster-limits.ts); per node when absent. */
   sharedLimits?: SharedLimits;
   /** MQTT state shared with other nodes (broker/cluster.ts); in this process's memory when absent. */
-  sharedState?: { mq: unknown; persistence: unknown };
+  sharedState?: { mq: unknown; persistence: unknown; routing?: PublishGate };
   /** The other nodes of a cluster, asked whether one holds an authenticated session of a client id. */
   otherNodes?: { holdAuthenticated(clientId: string): Promise<boolean> };
 }
@@ -155,6 +163,7 @@ export class DeviceBroker {
       deps.sharedLimits.onBans({ banned: (ban) => this.abuse.adopt(ban), unbanned: (clientId) => this.abuse.lift(clientId) });
     }
     this.#telemetry = new BrokerTelemetry(deps.log, deps.metrics);
+    if (deps.sharedState?.routing) this.#telemetry.watchRouting(deps.sharedState.routing, deps.metrics);
     if (deps.renewal) this.#renew = new RenewTopic(deps.renewal, replies, deps.log);
     this.#unsubscribe = deps.events.subscribe((event) => this.#onRegistryEvent(event));
   }
@@ -655,13 +664,17 @@ export class DeviceBroker {
     if (client.closed) return done(null); // its will, published as it leaves
     // Made at the first publish: a device that only listens never needs one.
     const wait = (connection.pacer ??= new PublishPacer(this.options.publish, this.#now())).take(this.#now());
-    if (wait === 0) return done(null);
+    const routing = this.deps.sharedState?.routing;
+    if (wait === 0 && (!routing || routing.open)) return done(null);
     if (wait > this.options.publish.maxBacklogMs) {
       return done(this.#refuse('publish_rate_exceeded', connection, client.id, { detail: `${wait} ms behind` }));
     }
-    // Aedes reads this client's next packets only after this callback: the wait is
-    // back-pressure on the device, not a queue in the broker.
-    setTimeout(done, wait, null);
+    // Aedes reads this client's next packets only after this callback: the wait, for the
+    // device's own rate or for the cluster's routing, is back-pressure on the device, not a
+    // queue in the broker.
+    const proceed = routing ? () => routing.admit(() => done(null)) : () => done(null);
+    if (wait === 0) proceed();
+    else setTimeout(proceed, wait);
   }
 
   #authorizeSubscribe(client: Client, subscription: Subscription, done: (error: Error | null, subscription?: Subscription | null) => void): void {

@@ -2,6 +2,7 @@
 // nodes (mqemitter-redis) and sessions, subscriptions, retained messages and QoS 1 queues
 // (aedes-persistence-redis). Built here and handed to the broker, which otherwise keeps
 // its state in memory.
+import { randomUUID } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import persistenceRedis from 'aedes-persistence-redis';
 import { Redis } from 'ioredis';
@@ -9,6 +10,7 @@ import MQEmitterRedis from 'mqemitter-redis';
 import type { Logger } from 'pino';
 import { BusUnavailableError } from '../registry/redis-bus.js';
 import { quitWithin, redisReady } from '../registry/redis-ready.js';
+import { DEFAULT_ROUTING_GATE_OPTIONS, RoutingGate, type ProbeTransport } from './routing-gate.js';
 
 export interface SharedStateLimits {
   /** How long a message queued for an offline device is kept, in seconds. */
@@ -23,6 +25,8 @@ export const DEFAULT_SHARED_STATE_LIMITS: SharedStateLimits = Object.freeze({ of
 export interface SharedMqttState {
   readonly mq: unknown;
   readonly persistence: unknown;
+  /** Holds device publishes while this node's routing through Redis is behind. */
+  readonly routing: RoutingGate;
   /** Ends the Redis connections; after the broker has closed. */
   close(): Promise<void>;
 }
@@ -80,12 +84,17 @@ export async function redisMqttState(url: string, limits: SharedStateLimits, log
   // mqemitter-redis re-emits connection errors on `state`; unheard, an EventEmitter error
   // would end the process. ioredis reconnects by itself; the event bus reports the outage.
   (mq as unknown as { state: EventEmitter }).state.on('error', (err: Error) => log.debug({ event: 'redis_error', role: 'emitter', err: err.message }, 'redis emitter error'));
+  const routing = new RoutingGate(probesThrough(mq as unknown as ProbeEmitter, log), { ...DEFAULT_ROUTING_GATE_OPTIONS, now: () => performance.now() }, {
+    holding: (sinceEchoMs) => log.warn({ event: 'routing_backpressure', sinceEchoMs: Math.round(sinceEchoMs) }, 'message routing through Redis is behind: device publishes wait until it catches up'),
+    released: (heldMs, released) => log.info({ event: 'routing_caught_up', heldMs: Math.round(heldMs), released }, 'message routing caught up: held publishes go ahead'),
+  });
   // Aedes closes the emitter (which quits its two connections) when the broker closes, before
   // close() below: from then on a dropped connection or a lost command is the shutdown's own.
   const emitter = mq as unknown as { close(cb?: () => void): unknown };
   const closeEmitter = emitter.close.bind(mq);
   emitter.close = (cb) => {
     closing = true;
+    routing.close();
     return closeEmitter(cb);
   };
   const persistence = persistenceRedis({
@@ -98,10 +107,49 @@ export async function redisMqttState(url: string, limits: SharedStateLimits, log
   return {
     mq,
     persistence,
+    routing,
     async close() {
       closing = true;
+      routing.close();
       await persistence.destroy().catch(() => undefined);
       await Promise.all(connections.map((redis) => quitWithin(redis)));
+    },
+  };
+}
+
+interface ProbeEmitter {
+  on(topic: string, listener: (message: { payload: Buffer }, done: () => void) => void, subscribed: () => void): void;
+  emit(message: { topic: string; payload: Buffer }, done: (error?: Error) => void): void;
+}
+
+/**
+ * Probes that travel as messages do: through the emitter (PUBLISH to Redis), back through
+ * this node's subscription, behind whatever Redis holds for it. The topic is this node's
+ * own; a `$` topic is never matched by a device's `#` or `+` filter, and no device's policy
+ * names it.
+ */
+function probesThrough(mq: ProbeEmitter, log: Logger): ProbeTransport {
+  const topic = `$cluster/probe/${randomUUID()}`;
+  return {
+    send(sentAt) {
+      const payload = Buffer.alloc(8);
+      payload.writeDoubleBE(sentAt);
+      mq.emit({ topic, payload }, (error) => {
+        if (error) log.debug({ event: 'routing_probe_lost', err: error.message }, 'a routing probe did not reach Redis');
+      });
+    },
+    onEcho(handler) {
+      return new Promise((subscribed) => {
+        mq.on(
+          topic,
+          (message, done) => {
+            const payload = Buffer.isBuffer(message.payload) ? message.payload : Buffer.from(message.payload);
+            if (payload.length === 8) handler(payload.readDoubleBE(0));
+            done();
+          },
+          subscribed,
+        );
+      });
     },
   };
 }

@@ -104,4 +104,24 @@ export class BrokerTelemetry {
   disconnected(facts: RefusalFacts & { cause: string }): void {
     this.log.info({ event: 'disconnected', ...facts }, 'device disconnected');
   }
+
+  /** Exports a cluster node's routing delay and the device publishes its gate holds (broker/routing-gate.ts). */
+  watchRouting(gate: { readonly delayMs: number; readonly held: number }, metrics: MetricsRegistry): void {
+    new Gauge({
+      name: 'fleet_routing_delay_seconds',
+      help: 'How late this node’s last probe came back through Redis: the delay of message routing',
+      registers: [metrics],
+      collect() {
+        this.set(gate.delayMs / 1000);
+      },
+    });
+    new Gauge({
+      name: 'fleet_publishes_held',
+      help: 'Device publishes held back because routing is late (the devices wait, nothing is dropped)',
+      registers: [metrics],
+      collect() {
+        this.set(gate.held);
+      },
+    });
+  }
 }

@@ -345,6 +345,8 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
     await victim.subscribeAsync('devices/doomed-1/commands/#', { qos: 1 });
     const victimClosed = closed(victim);
 
+    let during: Promise<unknown> | undefined;
+    let acknowledged = false;
     await cluster.redis.kill();
     try {
       await eventually(async () => (await cluster.api(n2, '/readyz')).json.error?.code === 'bus_disconnected', 5000, 'node 2 knows it is cut off');
@@ -363,9 +365,19 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
         again.client.end(true);
         await logged(n2, 'refusal', { clientId: identity.id, reason: 'registry_unavailable' });
       }
+      // Node 1's routing probes cannot come back through Redis: it holds a device's publish
+      // (no PUBACK, nothing more read from the device) instead of taking it on.
+      during = publisher.publishAsync('devices/sensor-2/telemetry', 'during', { qos: 1 }).then(() => (acknowledged = true));
+      await logged(n1, 'routing_backpressure', {});
+      await eventually(async () => (await counter(n1, 'fleet_publishes_held')) === 1, 5000, 'node 1 holds the publish');
+      assert.equal(acknowledged, false, 'not acknowledged while it cannot be routed');
     } finally {
       await cluster.redis.start();
     }
+    // Once its probes come back, the held publish goes ahead and is acknowledged.
+    assert.ok(during, 'published while Redis was away');
+    await during;
+    await logged(n1, 'routing_caught_up', { released: 1 });
     await eventually(async () => (await cluster.api(n2, '/readyz')).status === 200, 10_000, 'node 2 ready again');
     // Node 1 kept the change the bus could not take and announced it when the bus came back.
     await logged(n1, 'bus_events_announced', { batches: 1 });
