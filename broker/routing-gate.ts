@@ -33,11 +33,14 @@ export interface RoutingGateOptions {
 
 export const DEFAULT_ROUTING_GATE_OPTIONS: Omit<RoutingGateOptions, 'now'> = Object.freeze({ intervalMs: 100, holdAfterMs: 1000, probeTimeoutMs: 2000 });
 
+/** Held publishes let go per turn of the event loop once routing is back on time. */
+const RELEASE_SLICE = 256;
+
 export interface RoutingGateEvents {
   /** The gate started holding publishes: `sinceEchoMs` without a probe back. */
   holding(sinceEchoMs: number): void;
-  /** The gate let publishes through again after `heldMs`, `released` of them waiting. */
-  released(heldMs: number, released: number): void;
+  /** Routing is on time again after `heldMs`; `waiting` held publishes now go, a slice at a time. */
+  released(heldMs: number, waiting: number): void;
 }
 
 export class RoutingGate {
@@ -50,7 +53,10 @@ export class RoutingGate {
   #lastDelayMs = 0;
   #inFlightSince: number | undefined;
   #heldSince: number | undefined;
+  /** Held publishes, oldest first, from #head on. */
   #waiting: (() => void)[] = [];
+  #head = 0;
+  #draining = false;
   #closed = false;
 
   constructor(transport: ProbeTransport, options: RoutingGateOptions, events: Partial<RoutingGateEvents> = {}) {
@@ -66,19 +72,12 @@ export class RoutingGate {
     });
   }
 
-  /** Whether a device publish may go ahead now. */
+  /** Whether a device publish may go ahead now: routing is on time and nothing held is before it. */
   get open(): boolean {
-    if (this.#closed || this.#lastEchoAt === undefined) return true;
-    const since = this.#options.now() - this.#lastEchoAt;
-    if (since <= this.#options.holdAfterMs) return true;
-    if (this.#heldSince === undefined) {
-      this.#heldSince = this.#options.now();
-      this.#events.holding?.(since);
-    }
-    return false;
+    return this.#waiting.length === this.#head && this.#onTime();
   }
 
-  /** Runs `proceed` now if the gate is open, else once it opens. */
+  /** Runs `proceed` now if the gate is open, else once it opens and what was held before it has gone. */
   admit(proceed: () => void): void {
     if (this.open) proceed();
     else this.#waiting.push(proceed);
@@ -90,14 +89,25 @@ export class RoutingGate {
   }
 
   get held(): number {
-    return this.#waiting.length;
+    return this.#waiting.length - this.#head;
   }
 
   /** Stops probing and lets everything held go: the node is closing. */
   close(): void {
     this.#closed = true;
     clearInterval(this.#timer);
-    this.#release();
+    this.#releaseAll();
+  }
+
+  #onTime(): boolean {
+    if (this.#closed || this.#lastEchoAt === undefined) return true;
+    const since = this.#options.now() - this.#lastEchoAt;
+    if (since <= this.#options.holdAfterMs) return true;
+    if (this.#heldSince === undefined) {
+      this.#heldSince = this.#options.now();
+      this.#events.holding?.(since);
+    }
+    return false;
   }
 
   #tick(): void {
@@ -114,16 +124,47 @@ export class RoutingGate {
     this.#lastEchoAt = now;
     this.#lastDelayMs = now - sentAt;
     if (sentAt === this.#inFlightSince) this.#inFlightSince = undefined;
-    if (this.#heldSince !== undefined || this.#waiting.length > 0) this.#release();
-  }
-
-  #release(): void {
-    const waiting = this.#waiting;
-    this.#waiting = [];
     if (this.#heldSince !== undefined) {
-      this.#events.released?.(this.#options.now() - this.#heldSince, waiting.length);
+      this.#events.released?.(now - this.#heldSince, this.held);
       this.#heldSince = undefined;
     }
+    this.#drain();
+  }
+
+  /**
+   * Lets held publishes go a slice at a time, each slice in its own turn of the event loop:
+   * all at once, tens of thousands of them would keep the node from reading anything else
+   * (its subscription included) for seconds, and routing would fall behind again.
+   */
+  #drain(): void {
+    if (this.#draining || this.held === 0) return;
+    this.#draining = true;
+    setImmediate(() => {
+      this.#draining = false;
+      if (!this.#onTime()) return; // behind again: the rest waits for the next probe back
+      const end = Math.min(this.#head + RELEASE_SLICE, this.#waiting.length);
+      const slice = this.#waiting.slice(this.#head, end);
+      this.#head = end;
+      this.#compact();
+      for (const proceed of slice) proceed();
+      this.#drain();
+    });
+  }
+
+  #releaseAll(): void {
+    const waiting = this.#waiting.slice(this.#head);
+    this.#waiting = [];
+    this.#head = 0;
     for (const proceed of waiting) proceed();
+  }
+
+  #compact(): void {
+    if (this.#head === this.#waiting.length) {
+      this.#waiting = [];
+      this.#head = 0;
+    } else if (this.#head > 4096 && this.#head * 2 > this.#waiting.length) {
+      this.#waiting = this.#waiting.slice(this.#head);
+      this.#head = 0;
+    }
   }
 }

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it, mock } from 'node:test';
 import { RoutingGate, type ProbeTransport } from '../../broker/routing-gate.js';
 
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
 /** A probe path whose echoes the test delivers by hand, on a clock the test moves. */
 function harness() {
   let now = 0;
@@ -62,13 +64,52 @@ describe('RoutingGate', () => {
     assert.equal(h.gate.delayMs, 1100, 'the probe out is 1100 ms overdue');
     h.advance(400);
     h.echo(0);
+    assert.deepEqual(h.events.released, [[400, 2]]);
+    await nextTurn();
     assert.deepEqual(order, [1, 2]);
     assert.equal(h.gate.held, 0);
-    assert.deepEqual(h.events.released, [[400, 2]]);
     assert.equal(h.gate.open, true);
     let ran = false;
     h.gate.admit(() => (ran = true));
     assert.equal(ran, true, 'an open gate runs at once');
+    h.gate.close();
+  });
+
+  it('lets held publishes go a slice per turn of the event loop, oldest first, newcomers behind them', async () => {
+    const h = harness();
+    await h.listen();
+    h.advance(1100);
+    const order: number[] = [];
+    for (let i = 0; i < 600; i++) h.gate.admit(() => order.push(i));
+    h.echo(0);
+    assert.equal(h.gate.open, false, 'on time again, but 600 are before a newcomer');
+    h.gate.admit(() => order.push(600));
+    await nextTurn();
+    assert.equal(order.length, 256);
+    await nextTurn();
+    assert.equal(order.length, 512);
+    await nextTurn();
+    assert.deepEqual(order, Array.from({ length: 601 }, (_, i) => i));
+    assert.equal(h.gate.open, true);
+    h.gate.close();
+  });
+
+  it('stops letting held publishes go when routing falls behind again mid-way', async () => {
+    const h = harness();
+    await h.listen();
+    h.advance(1100);
+    let released = 0;
+    for (let i = 0; i < 600; i++) h.gate.admit(() => released++);
+    h.echo(0);
+    await nextTurn();
+    assert.equal(released, 256);
+    h.advance(1100);
+    await nextTurn();
+    assert.equal(released, 256, 'behind again: the rest waits');
+    h.echo(h.sent.at(-1)!);
+    await nextTurn();
+    await nextTurn();
+    assert.equal(released, 600);
     h.gate.close();
   });
 
