@@ -399,10 +399,10 @@ async function joinCluster(url: string, nodeName: string, options: ServiceOption
   // Each part's connections are ready before it is handed on; a part that fails closes those before it.
   const opened: { close(): Promise<void> }[] = [bus];
   try {
+    const prefix = options.bus?.prefix ?? DEFAULT_REDIS_BUS_OPTIONS.prefix;
     const state = await redisMqttState(url, { ...DEFAULT_SHARED_STATE_LIMITS, ...options.sharedState }, log);
     opened.push(state);
-    const limits = await redisSharedLimits(url, options.bus?.prefix ?? DEFAULT_REDIS_BUS_OPTIONS.prefix, log);
-    const prefix = options.bus?.prefix ?? DEFAULT_REDIS_BUS_OPTIONS.prefix;
+    const limits = await redisSharedLimits(url, prefix, log);
     return { bus, state, limits, exclusive: (lock, work) => withRedisLock(url, `${prefix}:lock:${lock}`, work) };
   } catch (error) {
     await Promise.all(opened.map((part) => part.close()));

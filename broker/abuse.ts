@@ -22,7 +22,6 @@ interface Strikes {
   since: number;
 }
 
-
 /** A ban as another node hears of it: times are per process, so it carries what is left of it. */
 export interface SharedBan {
   clientId: string;

@@ -163,7 +163,7 @@ export class DeviceBroker {
       deps.sharedLimits.onBans({ banned: (ban) => this.abuse.adopt(ban), unbanned: (clientId) => this.abuse.lift(clientId) });
     }
     this.#telemetry = new BrokerTelemetry(deps.log, deps.metrics);
-    if (deps.sharedState?.routing) this.#telemetry.watchRouting(deps.sharedState.routing, deps.metrics);
+    if (deps.sharedState?.routing) this.#telemetry.watchRouting(deps.sharedState.routing);
     if (deps.renewal) this.#renew = new RenewTopic(deps.renewal, replies, deps.log);
     this.#unsubscribe = deps.events.subscribe((event) => this.#onRegistryEvent(event));
   }

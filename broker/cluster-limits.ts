@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { BusUnavailableError } from '../registry/redis-bus.js';
+import { noAnswerFromRedis } from '../registry/redis-bus.js';
 import { quitWithin, redisReady } from '../registry/redis-ready.js';
 import type { SharedBan } from './abuse.js';
 
@@ -67,7 +67,7 @@ export async function redisSharedLimits(url: string, prefix: string, log: Logger
   ] as const) {
     redis.on('error', (err: Error) => log.debug({ event: 'redis_error', role, err: err.message }, 'redis connection error'));
   }
-  await redisReady([commands, sub], timeoutMs, () => new BusUnavailableError(`no answer from Redis at ${url} within ${timeoutMs} ms`));
+  await redisReady([commands, sub], timeoutMs, () => noAnswerFromRedis(url, timeoutMs));
   commands.defineCommand('fleetTakeToken', { numberOfKeys: 1, lua: TAKE_TOKEN });
   const listeners: Parameters<SharedLimits['onBans']>[0][] = [];
   // ioredis subscribes again by itself after a reconnect.

@@ -8,7 +8,7 @@ import persistenceRedis from 'aedes-persistence-redis';
 import { Redis } from 'ioredis';
 import MQEmitterRedis from 'mqemitter-redis';
 import type { Logger } from 'pino';
-import { BusUnavailableError } from '../registry/redis-bus.js';
+import { noAnswerFromRedis } from '../registry/redis-bus.js';
 import { quitWithin, redisReady } from '../registry/redis-ready.js';
 import { DEFAULT_ROUTING_GATE_OPTIONS, RoutingGate, type ProbeTransport } from './routing-gate.js';
 
@@ -74,7 +74,7 @@ export async function redisMqttState(url: string, limits: SharedStateLimits, log
   };
   const connections = [connect('sub'), connect('pub'), connect('persistence')] as const;
   const [subConn, pubConn, conn] = connections;
-  await redisReady(connections, timeoutMs, () => new BusUnavailableError(`no answer from Redis at ${url} within ${timeoutMs} ms`));
+  await redisReady(connections, timeoutMs, () => noAnswerFromRedis(url, timeoutMs));
   heardFailures(conn, FIRE_AND_FORGET.persistence, log, () => closing);
   heardFailures(subConn, FIRE_AND_FORGET.sub, log, () => closing);
   heardFailures(pubConn, FIRE_AND_FORGET.pub, log, () => closing);

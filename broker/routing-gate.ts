@@ -101,10 +101,11 @@ export class RoutingGate {
 
   #onTime(): boolean {
     if (this.#closed || this.#lastEchoAt === undefined) return true;
-    const since = this.#options.now() - this.#lastEchoAt;
+    const now = this.#options.now();
+    const since = now - this.#lastEchoAt;
     if (since <= this.#options.holdAfterMs) return true;
     if (this.#heldSince === undefined) {
-      this.#heldSince = this.#options.now();
+      this.#heldSince = now;
       this.#events.holding?.(since);
     }
     return false;

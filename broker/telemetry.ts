@@ -19,12 +19,13 @@ export class BrokerTelemetry {
   readonly #breakGlass: Counter<'waived'>;
   readonly #takeovers: Counter;
   readonly #expiring: Gauge;
+  readonly #registers: MetricsRegistry[];
 
   constructor(
     private readonly log: Logger,
     metrics: MetricsRegistry,
   ) {
-    const registers = [metrics];
+    const registers = (this.#registers = [metrics]);
     this.#refusals = new Counter({ name: 'fleet_refusals_total', help: 'Connections, subscriptions and publishes refused, by reason', labelNames: ['reason', 'stage'], registers });
     this.#wouldRefuse = new Counter({ name: 'fleet_would_refuse_total', help: 'Failed checks let through in monitor mode, by the reason enforcement would give', labelNames: ['reason'], registers });
     // Every reason is exported from the start, so a dashboard sees 0 rather than nothing.
@@ -106,11 +107,12 @@ export class BrokerTelemetry {
   }
 
   /** Exports a cluster node's routing delay and the device publishes its gate holds (broker/routing-gate.ts). */
-  watchRouting(gate: { readonly delayMs: number; readonly held: number }, metrics: MetricsRegistry): void {
+  watchRouting(gate: { readonly delayMs: number; readonly held: number }): void {
+    const registers = this.#registers;
     new Gauge({
       name: 'fleet_routing_delay_seconds',
       help: 'How late this node’s last probe came back through Redis: the delay of message routing',
-      registers: [metrics],
+      registers,
       collect() {
         this.set(gate.delayMs / 1000);
       },
@@ -118,7 +120,7 @@ export class BrokerTelemetry {
     new Gauge({
       name: 'fleet_publishes_held',
       help: 'Device publishes held back because routing is late (the devices wait, nothing is dropped)',
-      registers: [metrics],
+      registers,
       collect() {
         this.set(gate.held);
       },

@@ -51,6 +51,11 @@ export class BusUnavailableError extends Error {
   override readonly name = 'BusUnavailableError';
 }
 
+/** What a node's Redis connections give up with when Redis has not answered in time. */
+export function noAnswerFromRedis(url: string, timeoutMs: number): BusUnavailableError {
+  return new BusUnavailableError(`no answer from Redis at ${url} within ${timeoutMs} ms`);
+}
+
 type Message =
   | { kind: 'events'; origin: string; id: string; events: RegistryEvent[] }
   | { kind: 'heartbeat'; origin: string }
@@ -122,7 +127,7 @@ export class RedisEventBus implements EventBus {
   /** Connects and waits until this node hears itself on the bus; fails after timeoutMs. */
   async start(timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const unavailable = () => new BusUnavailableError(`no answer from Redis at ${this.options.url} within ${timeoutMs} ms`);
+    const unavailable = () => noAnswerFromRedis(this.options.url, timeoutMs);
     // Both connections ready before the name check and the subscription.
     await redisReady([this.#pub, this.#sub], timeoutMs, unavailable);
     // Two nodes of one name would take each other's events for their own and skip them.
