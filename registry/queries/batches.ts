@@ -53,4 +53,3 @@ export class BatchQueries {
 }
 
 export { keyOf as batchKeyOf };
-

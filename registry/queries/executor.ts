@@ -82,6 +82,7 @@ export const LOCK_SPACES = { publicKey: 0x4b4559, caName: 0x434120 } as const;
  */
 export async function lockNames(q: QueryContext, space: number, names: readonly string[]): Promise<void> {
   if (q.dialect !== 'postgres' || names.length === 0) return;
-  const sorted = [...new Set(names)].sort();
-  await sql`SELECT count(pg_advisory_xact_lock(${space}::int4, h)) FROM (SELECT hashtext(n) AS h FROM unnest(${sorted}::text[]) AS n ORDER BY h) AS keys`.execute(q.db);
+  // The order is the hashes' (ORDER BY h), whatever the order of the names.
+  const distinct = [...new Set(names)];
+  await sql`SELECT count(pg_advisory_xact_lock(${space}::int4, h)) FROM (SELECT hashtext(n) AS h FROM unnest(${distinct}::text[]) AS n ORDER BY h) AS keys`.execute(q.db);
 }
