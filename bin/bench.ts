@@ -24,7 +24,7 @@ import { withIntermediates } from '../provisioning/pki/served-chain.js';
 import { clusterBench, clusterTable, type ClusterSettings } from './bench-cluster.js';
 import { batchBench, type BatchRun } from './bench-batch.js';
 import { crlBench } from './bench-crl.js';
-import { issuanceBench, type IssuanceFigures } from './bench-issuance.js';
+import { issuanceBenchInOwnProcess, type IssuanceFigures } from './bench-issuance.js';
 import { registryBench } from './bench-registry.js';
 
 interface Settings {
@@ -276,7 +276,7 @@ async function main(): Promise<void> {
       for (const kind of order) figures[kind] = await measureBroker(kind, fleet, pool, s);
       const revoked = new Set(pool.slice(0, figures.ours!.revocation?.revoked ?? 0).map((d) => d.id));
       pool = pool.filter((d) => !revoked.has(d.id));
-      const issuance = await issuanceBench(s.certificates);
+      const issuance = await issuanceBenchInOwnProcess(s.certificates);
       const stages = issuance.stagesUs;
       say(`  issuance: ${issuance.perCpuSecond.toFixed(0)} certificates per CPU second (µs CPU each: CSR ${stages.csr.toFixed(0)}, build+sign ${stages.sign.toFixed(0)}, record and the rest ${stages.rest.toFixed(0)})`);
       rounds.push({ ours: figures.ours!, mosquitto: figures.mosquitto!, issuance });

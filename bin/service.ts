@@ -12,6 +12,7 @@ import { apiTlsContext, buildApi } from '../provisioning/api/app.js';
 import { CrlRevocations } from '../provisioning/crl-import.js';
 import { Crls } from '../provisioning/crl.js';
 import { loadServerCredentials, reissueServerCertificate, serverIssuedBy } from '../provisioning/pki/hierarchy.js';
+import { ecdsa, nativeEcdsaUnavailable } from '../provisioning/pki/ecdsa-verify.js';
 import { CaKeyring } from '../provisioning/pki/keyring.js';
 import { ClaimProvisioning } from '../provisioning/claims/service.js';
 import { CaRotator } from '../provisioning/rotation.js';
@@ -127,6 +128,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   // line would stall the event loop on the pipe; lines written meanwhile go out together.
   // close() flushes what is left.
   const log = pino({ level: options.logLevel ?? 'info', base: named ? { service: 'fleet', node: nodeName } : { service: 'fleet' } }, options.logDestination ?? pino.destination({ dest: 1, sync: false }));
+  if (nativeEcdsaUnavailable) log.warn({ event: 'csr_verifier_slow', reason: nativeEcdsaUnavailable }, 'native CSR verifier not built (npm run build:native): CSR checks fall back to node:crypto at about twice the CPU');
   const layout = dataLayout(options.dataDir);
   if (await initDataDir(layout.dir, clock, { issuingLifetimeMs: options.issuingCaLifetimeMs })) log.info({ event: 'data_dir_created', dir: layout.dir }, 'created data directory with a new dev PKI');
 
@@ -341,7 +343,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     teardown.push(() => rotator.stop());
 
     log.info(
-      { event: 'listening', pid: process.pid, mqtt: `mqtts://${urlHost(options.host)}:${listener.port}`, api: publicUrl(), dataDir: layout.dir, registry: store.dialect, bus: cluster ? 'redis' : 'in-process', graph: graph.size },
+      { event: 'listening', pid: process.pid, mqtt: `mqtts://${urlHost(options.host)}:${listener.port}`, api: publicUrl(), dataDir: layout.dir, registry: store.dialect, bus: cluster ? 'redis' : 'in-process', graph: graph.size, csrVerifier: ecdsa.kind },
       'fleet service ready',
     );
 

@@ -1,11 +1,12 @@
 // Checks a PKCS#10 request before anything is signed. Only the public key is taken from it:
 // the subject and any requested extensions are ignored, since identity comes from the
 // registry, never from the request. The request is read with a strict DER reader and its
-// signature verified with node:crypto: a general ASN.1 library costs more than the rest of
-// issuance together.
+// signature verified directly (ecdsa-verify.ts for EC keys, node:crypto for RSA): a general
+// ASN.1 library costs more than the rest of issuance together.
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { catalogueError } from '../../registry/errors.js';
 import { children, DerError, expectTag, readTlv } from './der-reader.js';
+import { ecdsa, FIELD_BYTES, type EcCurve } from './ecdsa-verify.js';
 
 export const CSR_ERRORS = {
   csr_malformed: 'not one PEM-encoded PKCS#10 certificate request',
@@ -76,10 +77,9 @@ export function checkCsr(pem: string): CheckedCsr {
     throw new CsrError('csr_malformed', cause instanceof DerError ? cause.message : 'DER does not parse', { cause });
   }
 
-  let key: KeyObject;
-  let keyDescription: string;
+  let key: PublicKey;
   try {
-    ({ key, description: keyDescription } = publicKeyOf(request.spki));
+    key = publicKeyOf(request.spki);
   } catch (cause) {
     if (cause instanceof CsrError) throw cause;
     throw new CsrError('csr_key_unsupported', 'unknown key algorithm', { cause });
@@ -88,42 +88,52 @@ export function checkCsr(pem: string): CheckedCsr {
   const weak = WEAK_ALGORITHMS[request.algorithm];
   if (weak) throw new CsrError('csr_signature_invalid', `signed with ${weak}`);
   const algorithm = SIGNATURE_ALGORITHMS[request.algorithm];
-  if (!algorithm || algorithm.keyType !== key.asymmetricKeyType) throw new CsrError('csr_signature_invalid', 'signature algorithm not usable with this key');
+  if (!algorithm || algorithm.keyType !== key.type) throw new CsrError('csr_signature_invalid', 'signature algorithm not usable with this key');
+  checkSignature(key, algorithm.hash, request);
+
+  return { spki: Buffer.from(request.spki), publicKeySha256: createHash('sha256').update(request.spki).digest('hex'), keyDescription: key.description };
+}
+
+/** An EC key as its raw point, checked when the signature is; an RSA key as a KeyObject. */
+type PublicKey = { type: 'ec'; curve: EcCurve; point: Buffer; description: string } | { type: 'rsa'; key: KeyObject; description: string };
+
+function checkSignature(key: PublicKey, hash: string, request: RawRequest): void {
+  if (key.type === 'ec') {
+    const verdict = ecdsa.verify(key.curve, key.point, hash, request.info, request.signature);
+    if (verdict === 'key_invalid') throw new CsrError('csr_key_unsupported', `not a point on ${key.curve}`);
+    if (verdict !== 'verified') throw new CsrError('csr_signature_invalid');
+    return;
+  }
   let verified: boolean;
   try {
-    verified = verify(algorithm.hash, request.info, { key, dsaEncoding: 'der' }, request.signature);
+    verified = verify(hash, request.info, key.key, request.signature);
   } catch {
     verified = false; // a signature that does not even decode
   }
   if (!verified) throw new CsrError('csr_signature_invalid');
-
-  return { spki: Buffer.from(request.spki), publicKeySha256: createHash('sha256').update(request.spki).digest('hex'), keyDescription };
 }
 
 // The algorithm of a SubjectPublicKeyInfo (DER contents of its OID) and, for EC, the curve.
 const EC_PUBLIC_KEY = '2a8648ce3d0201';
 const RSA_ENCRYPTION = '2a864886f70d010101';
-const JWK_CURVES: Record<string, string> = { '2a8648ce3d030107': 'P-256', '2b81040022': 'P-384' };
+const EC_CURVES: Record<string, EcCurve> = { '2a8648ce3d030107': 'P-256', '2b81040022': 'P-384' };
 
 /**
- * A KeyObject for a SubjectPublicKeyInfo. EC P-256/P-384 and RSA keys go in as JWK, built
- * from their raw numbers: OpenSSL 3's DER decoder costs more than the signature check itself.
- * Anything else takes the general path (and is then refused by the key policy).
+ * The public key of a SubjectPublicKeyInfo. EC P-256/P-384 keys stay raw points; RSA keys go
+ * in as JWK, built from their raw numbers: OpenSSL 3's DER decoder costs more than the
+ * signature check itself. Anything else takes the general path (and is then refused by the
+ * key policy).
  */
-function publicKeyOf(spki: Buffer): { key: KeyObject; description: string } {
+function publicKeyOf(spki: Buffer): PublicKey {
   const outer = expectTag(readTlv(spki, 0), 0x30, 'SubjectPublicKeyInfo');
   const [algorithm, bits] = children(spki, outer);
   const [oid, parameters] = children(spki, expectTag(algorithm, 0x30, 'AlgorithmIdentifier'));
   const keyOid = spki.subarray(expectTag(oid, 0x06, 'an OID').start, oid!.end).toString('hex');
   const key = spki.subarray(expectTag(bits, 0x03, 'subjectPublicKey').start + 1, bits!.end);
   if (keyOid === EC_PUBLIC_KEY && parameters?.tag === 0x06) {
-    const crv = JWK_CURVES[spki.subarray(parameters.start, parameters.end).toString('hex')];
-    const size = crv === 'P-256' ? 32 : 48;
-    // An uncompressed point: 0x04, x, y.
-    if (crv && key.length === 1 + 2 * size && key[0] === 4) {
-      const jwk = { kty: 'EC', crv, x: key.subarray(1, 1 + size).toString('base64url'), y: key.subarray(1 + size).toString('base64url') };
-      return { key: createPublicKey({ key: jwk, format: 'jwk' }), description: `EC ${crv}` };
-    }
+    const curve = EC_CURVES[spki.subarray(parameters.start, parameters.end).toString('hex')];
+    // An uncompressed point: 0x04, x, y. Whether it is on the curve is the verifier's to say.
+    if (curve && key.length === 1 + 2 * FIELD_BYTES[curve] && key[0] === 4) return { type: 'ec', curve, point: key, description: `EC ${curve}` };
   }
   if (keyOid === RSA_ENCRYPTION) {
     const [n, e] = children(key, expectTag(readTlv(key, 0), 0x30, 'RSAPublicKey'));
@@ -133,7 +143,7 @@ function publicKeyOf(spki: Buffer): { key: KeyObject; description: string } {
     };
     const modulus = integer(n);
     const jwk = { kty: 'RSA', n: modulus.toString('base64url'), e: integer(e).toString('base64url') };
-    return { key: createPublicKey({ key: jwk, format: 'jwk' }), description: rsaDescription(modulus.length * 8 - Math.clz32(modulus[0] ?? 0) + 24) };
+    return { type: 'rsa', key: createPublicKey({ key: jwk, format: 'jwk' }), description: rsaDescription(modulus.length * 8 - Math.clz32(modulus[0] ?? 0) + 24) };
   }
   // Anything else is refused, but named: "curve secp256k1", "ed25519".
   const other = createPublicKey({ key: spki, format: 'der', type: 'spki' });

@@ -91,6 +91,14 @@ describe('checkCsr', () => {
     assert.equal(codeOf(requestPem(sequence(info!, algorithm!, otherSignature!))), 'csr_signature_invalid');
   });
 
+  it('refuses a P-256 key whose point is off the curve with csr_key_unsupported', async () => {
+    const der = derOfPem((await ecKeyWithCsr()).csrPem);
+    // The curve's OID, the BIT STRING's header and the uncompressed point's 0x04, then x and y.
+    const point = der.indexOf(Buffer.from('06082a8648ce3d030107034200' + '04', 'hex')) + 13;
+    der[point + 64]! ^= 1; // the last byte of y
+    assert.equal(codeOf(requestPem(der)), 'csr_key_unsupported');
+  });
+
   it('refuses a request whose signature does not match its content', async () => {
     const pem = (await ecKeyWithCsr('original')).csrPem;
     const der = derOfPem(pem);
