@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ApiClient } from '../firmware-sim/api-client.js';
 import { enrollFleet, enrollReader, type BenchDevice } from '../firmware-sim/bench/fleet.js';
-import { connectAll, connectDevice, disconnectAll, fanIn, revokeEach, startReading, type RevocationTimes } from '../firmware-sim/bench/load.js';
+import { connectAll, connectDevice, disconnectAll, fanIn, revokeEach, startReading, withoutRevoked, type RevocationTimes } from '../firmware-sim/bench/load.js';
 import { startMosquitto } from '../firmware-sim/bench/mosquitto.js';
 import { startOurs } from '../firmware-sim/bench/ours.js';
 import { measure, sampleProcess, settledRssKiB } from '../firmware-sim/bench/proc.js';
@@ -306,8 +306,7 @@ async function main(): Promise<void> {
       const figures: Partial<Record<BrokerKind, BrokerFigures>> = {};
       // Revocation (ours) burns devices: both brokers see the same pool in a round.
       for (const kind of order) figures[kind] = await measureBroker(kind, fleet, pool, s);
-      const revoked = new Set(pool.slice(0, figures.ours!.revocation?.revoked ?? 0).map((d) => d.id));
-      pool = pool.filter((d) => !revoked.has(d.id));
+      pool = withoutRevoked(pool, figures.ours!.revocation);
       const issuance = await issuanceBench(s.certificates);
       const stages = issuance.stagesUs;
       say(`  issuance: ${issuance.perCpuSecond.toFixed(0)} certificates per CPU second (µs CPU each: CSR ${stages.csr.toFixed(0)}, build+sign ${stages.sign.toFixed(0)}, record and the rest ${stages.rest.toFixed(0)})`);
