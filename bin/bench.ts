@@ -69,6 +69,9 @@ interface Round {
 
 type BrokerKind = 'ours' | 'mosquitto';
 
+/** Fan-in that runs, unmeasured, before the measured one, on both brokers alike. */
+const MESSAGE_WARMUP_MS = 2000;
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const say = (line: string) => console.error(line);
@@ -169,6 +172,10 @@ async function measureWork(kind: BrokerKind, fleet: Fleet, devices: BenchDevice[
     const connecting = await measure(broker.pid, () => connectAll(devices, broker.mqttUrl, s.concurrency));
     const connectCpuMs = Math.max(0, connecting.cpuMs - (idleBeforeCpuMsPerSecond * (performance.now() - connectStarted)) / 1000);
     const { connected } = connecting.result;
+    // The message path gets what the connect path got from the warm-up devices: a fresh
+    // Node.js process compiles its hot code over its first tens of thousands of messages, and
+    // measured from the first message on, that compilation was most of a quick run's figure.
+    await fanIn(connected, reading, s.rate, MESSAGE_WARMUP_MS);
     await sleep(s.settleMs / 4);
     // Idle again with the devices connected: their keep-alive timers are part of it now.
     const idleCpuMsPerSecond = await idleCpu(broker.pid);
