@@ -13,7 +13,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { ApiClient } from '../firmware-sim/api-client.js';
 import { enrollFleet, enrollReader, type BenchDevice } from '../firmware-sim/bench/fleet.js';
-import { connectAll, connectDevice, disconnectAll, fanIn, revokeEach, startReading, type Connected, type RevocationTimes } from '../firmware-sim/bench/load.js';
+import { connectAll, connectDevice, disconnectAll, fanIn, revokeEach, startReading, withoutRevoked, type Connected, type RevocationTimes } from '../firmware-sim/bench/load.js';
 import { startOurs, type RunningBroker } from '../firmware-sim/bench/ours.js';
 import { startRedis } from '../firmware-sim/bench/redis.js';
 import { deviceIds } from '../firmware-sim/run.js';
@@ -43,7 +43,7 @@ export interface ClusterFigures {
   /** Connections Redis accepted during the measurement: a node's connection dropped and made again. */
   redisReconnects: number;
   /** Sessions on another node than the one whose API revoked them. */
-  revocation?: RevocationTimes & { devices: string[] };
+  revocation?: RevocationTimes;
 }
 
 const QUIET_MS = 3000;
@@ -112,8 +112,7 @@ export async function clusterBench(s: ClusterSettings): Promise<ClusterFigures[]
         s.say(`  ${count} node(s)${shared ? '' : ' without Redis'}: ${result.connectsPerSecond.toFixed(0)} connects/s, ${result.messagesPerSecond.toFixed(0)} messages/s${result.revocation ? `, revocation p99 ${result.revocation.ackToCloseMs.p99.toFixed(1)} ms after the acknowledgement` : ''}`);
         figures.push(result);
         // Revocation burns devices.
-        const revoked = new Set(result.revocation?.devices ?? []);
-        pool = pool.filter((d) => !revoked.has(d.id));
+        pool = withoutRevoked(pool, result.revocation);
       } finally {
         await Promise.all(nodes.map((n) => n.stop()));
       }
@@ -149,8 +148,7 @@ async function measure(nodes: RunningBroker[], devices: BenchDevice[], reader: B
     // Sessions held by the other nodes, revoked through the first node's API.
     const victims = outcomes.slice(1).flatMap((o) => o.connected).slice(0, s.revoke);
     const first = nodes[0]!;
-    const times = await revokeEach(new ApiClient({ baseUrl: first.apiUrl, ca: first.ca, token: first.token }), victims);
-    revocation = { ...times, devices: victims.map((c) => c.device.id) };
+    revocation = await revokeEach(new ApiClient({ baseUrl: first.apiUrl, ca: first.ca, token: first.token }), victims);
   }
   await disconnectAll([...connected.filter((c: Connected) => c.closedAt === undefined), backend]);
   return {

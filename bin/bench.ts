@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ApiClient } from '../firmware-sim/api-client.js';
 import { enrollFleet, enrollReader, type BenchDevice } from '../firmware-sim/bench/fleet.js';
-import { connectAll, connectDevice, disconnectAll, fanIn, revokeEach, startReading, type RevocationTimes } from '../firmware-sim/bench/load.js';
+import { connectAll, connectDevice, disconnectAll, fanIn, revokeEach, startReading, withoutRevoked, type RevocationTimes } from '../firmware-sim/bench/load.js';
 import { startMosquitto } from '../firmware-sim/bench/mosquitto.js';
 import { startOurs } from '../firmware-sim/bench/ours.js';
 import { measure, sampleProcess, settledRssKiB } from '../firmware-sim/bench/proc.js';
@@ -55,6 +55,10 @@ interface BrokerFigures {
   routed: number;
   cpuUsPerMessage: number;
   revocation?: RevocationTimes;
+  /** What our broker logged as refusals while it served this figure's load, by reason code (ours only). */
+  refusals?: Record<string, number>;
+  /** The first of them as logged, facts included (client id, serial, detail). */
+  firstRefusals?: Record<string, unknown>[];
 }
 
 interface Round {
@@ -64,6 +68,9 @@ interface Round {
 }
 
 type BrokerKind = 'ours' | 'mosquitto';
+
+/** Fan-in that runs, unmeasured, before the measured one, on both brokers alike. */
+const MESSAGE_WARMUP_MS = 2000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
@@ -126,8 +133,8 @@ async function startBroker(kind: BrokerKind, fleet: Fleet, s: Settings) {
  * memory freed by them (its heap's and the allocator's) and hand it to the next ones, and
  * the growth measured would be less than what a device really costs.
  */
-async function measureMemory(kind: BrokerKind, fleet: Fleet, devices: BenchDevice[], s: Settings): Promise<Pick<BrokerFigures, 'kibPerDevice' | 'coldCpuUsPerConnect'>> {
-  const { broker } = await startBroker(kind, fleet, s);
+async function measureMemory(kind: BrokerKind, fleet: Fleet, devices: BenchDevice[], s: Settings): Promise<Pick<BrokerFigures, 'kibPerDevice' | 'coldCpuUsPerConnect' | 'refusals' | 'firstRefusals'>> {
+  const { broker, ours } = await startBroker(kind, fleet, s);
   try {
     const reader = await connectDevice(fleet.reader, broker.mqttUrl);
     const idleRssKiB = await settledRssKiB(broker.pid, s.settleMs);
@@ -136,7 +143,8 @@ async function measureMemory(kind: BrokerKind, fleet: Fleet, devices: BenchDevic
     const connectedRssKiB = await settledRssKiB(broker.pid, s.settleMs);
     say(`  ${kind}: ${((connectedRssKiB - idleRssKiB) / Math.max(1, connected.length)).toFixed(1)} KiB per device, ${connected.length} connected to a fresh broker`);
     await disconnectAll([...connected, reader]);
-    return { kibPerDevice: (connectedRssKiB - idleRssKiB) / Math.max(1, connected.length), coldCpuUsPerConnect: (connecting.cpuMs * 1000) / Math.max(1, connected.length) };
+    sayRefusals(kind, ours?.refusals);
+    return { kibPerDevice: (connectedRssKiB - idleRssKiB) / Math.max(1, connected.length), coldCpuUsPerConnect: (connecting.cpuMs * 1000) / Math.max(1, connected.length), refusals: ours && { ...ours.refusals }, firstRefusals: ours?.firstRefusals };
   } finally {
     await broker.stop();
   }
@@ -164,6 +172,10 @@ async function measureWork(kind: BrokerKind, fleet: Fleet, devices: BenchDevice[
     const connecting = await measure(broker.pid, () => connectAll(devices, broker.mqttUrl, s.concurrency));
     const connectCpuMs = Math.max(0, connecting.cpuMs - (idleBeforeCpuMsPerSecond * (performance.now() - connectStarted)) / 1000);
     const { connected } = connecting.result;
+    // The message path gets what the connect path got from the warm-up devices: a fresh
+    // Node.js process compiles its hot code over its first tens of thousands of messages, and
+    // measured from the first message on, that compilation was most of a quick run's figure.
+    await fanIn(connected, reading, s.rate, MESSAGE_WARMUP_MS);
     await sleep(s.settleMs / 4);
     // Idle again with the devices connected: their keep-alive timers are part of it now.
     const idleCpuMsPerSecond = await idleCpu(broker.pid);
@@ -180,7 +192,10 @@ async function measureWork(kind: BrokerKind, fleet: Fleet, devices: BenchDevice[
       say(`  ${kind}: revoked ${revocation.revoked}, p99 ${revocation.requestToCloseMs.p99.toFixed(1)} ms`);
     }
     await disconnectAll([...connected, reader]);
+    sayRefusals(kind, ours?.refusals);
     return {
+      refusals: ours && { ...ours.refusals },
+      firstRefusals: ours?.firstRefusals,
       connected: connected.length,
       connectFailures: connecting.result.failures,
       cpuUsPerConnect: (connectCpuMs * 1000) / Math.max(1, connected.length),
@@ -196,7 +211,29 @@ async function measureWork(kind: BrokerKind, fleet: Fleet, devices: BenchDevice[
 
 async function measureBroker(kind: BrokerKind, fleet: Fleet, devices: BenchDevice[], s: Settings): Promise<BrokerFigures> {
   const memory = await measureMemory(kind, fleet, devices, s);
-  return { ...memory, ...(await measureWork(kind, fleet, devices, s)) };
+  const work = await measureWork(kind, fleet, devices, s);
+  return {
+    ...memory,
+    ...work,
+    refusals: work.refusals && addCounts(memory.refusals ?? {}, work.refusals),
+    firstRefusals: work.firstRefusals && [...(memory.firstRefusals ?? []), ...work.firstRefusals],
+  };
+}
+
+function addCounts(...counts: Record<string, number>[]): Record<string, number> {
+  const sum: Record<string, number> = {};
+  for (const count of counts) for (const [key, n] of Object.entries(count)) sum[key] = (sum[key] ?? 0) + n;
+  return sum;
+}
+
+const countsLine = (counts: Record<string, number>) =>
+  Object.entries(counts)
+    .map(([reason, n]) => `${reason} ${n}`)
+    .join(', ');
+
+/** Every device of the benchmark is good: a refusal is a finding, and its reason is said at once. */
+function sayRefusals(kind: BrokerKind, refusals: Record<string, number> | undefined): void {
+  if (refusals && Object.keys(refusals).length > 0) say(`  ${kind}: REFUSED ${countsLine(refusals)}`);
 }
 
 function table(rounds: Round[], s: Settings): string {
@@ -210,6 +247,7 @@ function table(rounds: Round[], s: Settings): string {
   };
   const p = (q: 'p50' | 'p99') => m((r) => r.ours.revocation?.requestToCloseMs[q] ?? NaN);
   const closedFirst = rounds.map((r) => `${r.ours.revocation?.closedBeforeAck ?? 0}/${r.ours.revocation?.revoked ?? 0}`).join(', ');
+  const refused = addCounts(...rounds.map((r) => r.ours.refusals ?? {}));
   return [
     '| figure | ours | Mosquitto | ratio |',
     '|---|---|---|---|',
@@ -218,6 +256,7 @@ function table(rounds: Round[], s: Settings): string {
     row('broker KB of memory per connected device (idle, the low point once memory settles)', (b) => (b.kibPerDevice * 1024) / 1000, 1),
     `| revocation acknowledged → session closed, p50 / p99 ms, measured from the request (closed before the acknowledgement: ${closedFirst}) | ${f(p('p50'))} / ${f(p('p99'))} | | |`,
     `| certificates issued per second, one core (CSR check, signature, durable record; ${f(m((r) => r.issuance.cpuMsPerCertificate * 1000), 0)} µs CPU each: CSR ${f(m((r) => r.issuance.stagesUs.csr), 0)}, build+sign ${f(m((r) => r.issuance.stagesUs.sign), 0)}, record and the rest ${f(m((r) => r.issuance.stagesUs.rest), 0)}) | ${f(m((r) => r.issuance.perCpuSecond), 0)} | | |`,
+    `| refusals our broker logged, every round, by reason (the devices are all good: should be none) | ${countsLine(refused) || 'none'} | | |`,
   ].join('\n');
 }
 
@@ -274,8 +313,7 @@ async function main(): Promise<void> {
       const figures: Partial<Record<BrokerKind, BrokerFigures>> = {};
       // Revocation (ours) burns devices: both brokers see the same pool in a round.
       for (const kind of order) figures[kind] = await measureBroker(kind, fleet, pool, s);
-      const revoked = new Set(pool.slice(0, figures.ours!.revocation?.revoked ?? 0).map((d) => d.id));
-      pool = pool.filter((d) => !revoked.has(d.id));
+      pool = withoutRevoked(pool, figures.ours!.revocation);
       const issuance = await issuanceBenchInOwnProcess(s.certificates);
       const stages = issuance.stagesUs;
       say(`  issuance: ${issuance.perCpuSecond.toFixed(0)} certificates per CPU second (µs CPU each: CSR ${stages.csr.toFixed(0)}, build+sign ${stages.sign.toFixed(0)}, record and the rest ${stages.rest.toFixed(0)})`);

@@ -118,6 +118,8 @@ export async function fanIn(connections: readonly Connected[], reader: ReaderCou
 
 export interface RevocationTimes {
   revoked: number;
+  /** The devices revoked, by id: they can never connect again (REVOKED is terminal). */
+  deviceIds: string[];
   closedBeforeAck: number;
   /** From sending the revocation to the device's connection closing. */
   requestToCloseMs: Distribution;
@@ -140,5 +142,15 @@ export async function revokeEach(api: ApiClient, connections: readonly Connected
     requestToClose.push(at - sent);
     ackToClose.push(at - acked);
   }
-  return { revoked: connections.length, closedBeforeAck, requestToCloseMs: distribution(requestToClose), ackToCloseMs: distribution(ackToClose) };
+  return { revoked: connections.length, deviceIds: connections.map((c) => c.device.id), closedBeforeAck, requestToCloseMs: distribution(requestToClose), ackToCloseMs: distribution(ackToClose) };
+}
+
+/**
+ * The devices left to connect in the next round: the pool less those revoked. By id, not by
+ * position: connections complete in whatever order the broker answers (connectAll runs many
+ * at once), so the first connections revoked are not the pool's first devices.
+ */
+export function withoutRevoked<D extends { id: string }>(pool: readonly D[], revocation: Pick<RevocationTimes, 'deviceIds'> | undefined): D[] {
+  const revoked = new Set(revocation?.deviceIds);
+  return pool.filter((d) => !revoked.has(d.id));
 }
