@@ -3,6 +3,7 @@
 // both read their peers this way, so both decide on the same facts.
 import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { children, DerError, expectTag, readTlv } from './der-reader.js';
 import { toFingerprint, type Fingerprint } from './ids.js';
 
 export interface PeerCertificateFacts {
@@ -79,6 +80,24 @@ export function plainNameLine(name: Record<string, unknown> | undefined): string
 // trailing space, ASCII only).
 const PLAIN_VALUE = /^[A-Za-z0-9._:@/()-](?:[A-Za-z0-9 ._:@/()-]*[A-Za-z0-9._:@/()-])?$/;
 
+/**
+ * Whether every RDN of the certificate's issuer and subject holds one attribute. The plain
+ * object flattens a multi-valued RDN ("CN=a+O=b") into separate attributes, which
+ * X509Certificate spells "CN=a + O=b"; only the DER tells them apart.
+ */
+function singleValuedNames(der: Buffer): boolean {
+  try {
+    const certificate = expectTag(readTlv(der, 0), 0x30, 'Certificate');
+    const fields = children(der, expectTag(children(der, certificate)[0], 0x30, 'TBSCertificate'));
+    // version [0] (absent in v1), serialNumber, signature, issuer, validity, subject
+    const at = fields[0]?.tag === 0xa0 ? 1 : 0;
+    return [fields[at + 2], fields[at + 4]].every((name) => children(der, expectTag(name, 0x30, 'Name')).every((rdn) => children(der, expectTag(rdn, 0x31, 'RDN')).length === 1));
+  } catch (error) {
+    if (error instanceof DerError) return false; // the certificate's own parser then decides
+    throw error;
+  }
+}
+
 /** The facts of a certificate as X509Certificate reads it: the reference spelling. */
 export function certificateFactsOf(cert: X509Certificate): PeerCertificateFacts {
   return {
@@ -100,7 +119,7 @@ export function certificateFactsOf(cert: X509Certificate): PeerCertificateFacts 
 export function plainCertificateFactsOf(cert: PeerCertificate): PeerCertificateFacts {
   const subject = plainNameLine(cert.subject);
   const issuer = plainNameLine(cert.issuer);
-  if (subject === undefined || issuer === undefined) return certificateFactsOf(new X509Certificate(cert.raw));
+  if (subject === undefined || issuer === undefined || !singleValuedNames(cert.raw)) return certificateFactsOf(new X509Certificate(cert.raw));
   const cn = (cert.subject as unknown as Record<string, unknown>).CN;
   return {
     serial: cert.serialNumber.toLowerCase(),

@@ -5,7 +5,7 @@
 // ASN.1 library costs more than the rest of issuance together.
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { catalogueError } from '../../registry/errors.js';
-import { children, DerError, expectTag, readTlv } from './der-reader.js';
+import { children, DerError, expectTag, readTlv } from '../../registry/der-reader.js';
 import { ecdsa, FIELD_BYTES, type EcCurve } from './ecdsa-verify.js';
 
 export const CSR_ERRORS = {

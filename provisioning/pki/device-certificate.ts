@@ -5,7 +5,7 @@
 // (ECDSA P-256, SHA-256). Checked against @peculiar/x509 and `openssl verify -x509_strict` by
 // the tests.
 import { hash, sign, type KeyObject } from 'node:crypto';
-import { children, expectTag, readTlv } from './der-reader.js';
+import { children, expectTag, readTlv } from '../../registry/der-reader.js';
 import { explicit, extension, extensionOf, integerFromHex, oid, sequence, sequenceOf, time, tlv, tlvOf } from './der.js';
 import { DEVICE_URI_PREFIX } from './profiles.js';
 

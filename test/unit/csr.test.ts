@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { checkCsr, CsrError } from '../../provisioning/pki/csr.js';
-import { children, readTlv } from '../../provisioning/pki/der-reader.js';
+import { children, readTlv } from '../../registry/der-reader.js';
 import { oid, sequence, tlv } from '../../provisioning/pki/der.js';
 import { ecKeyWithCsr, rsaKeyWithCsr } from '../support/keys.js';
 

@@ -38,6 +38,7 @@ describe('peer certificate facts', () => {
     'OU=one, OU=two, CN=repeated',
     'CN=first, O=o, CN=second',
     '1.3.6.1.4.1.99999.1=private, CN=unnamed-attribute',
+    'CN=dev-1+O=acme, C=DE', // a multi-valued RDN, which the plain object flattens
   ];
 
   for (const name of names) {

@@ -1,6 +1,6 @@
 // A strict reader of DER (X.690) TLVs: definite lengths only, every length inside its
-// parent, nothing left over. Enough to take a PKCS#10 request apart without a general ASN.1
-// library.
+// parent, nothing left over. Enough to take a PKCS#10 request or a certificate's names apart
+// without a general ASN.1 library.
 
 export interface Tlv {
   tag: number;
