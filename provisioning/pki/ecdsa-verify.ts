@@ -5,6 +5,7 @@
 // when the addon is not built.
 import { createHash, createPublicKey, verify } from 'node:crypto';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 
 export type EcCurve = 'P-256' | 'P-384';
 
@@ -61,11 +62,12 @@ function nativeVerifier(binding: NativeBinding): EcdsaVerifier {
 }
 
 // node-gyp builds into build/Release at the package root; this file runs from dist/provisioning/pki.
-const ADDON = new URL('../../../build/Release/ecdsa_verify.node', import.meta.url);
+// A file path, not the URL's pathname, which keeps a space in the checkout's path as %20.
+const ADDON = fileURLToPath(new URL('../../../build/Release/ecdsa_verify.node', import.meta.url));
 
 function loadNative(): { verifier?: EcdsaVerifier; unavailable?: string } {
   try {
-    return { verifier: nativeVerifier(createRequire(import.meta.url)(ADDON.pathname) as NativeBinding) };
+    return { verifier: nativeVerifier(createRequire(import.meta.url)(ADDON) as NativeBinding) };
   } catch (error) {
     return { unavailable: error instanceof Error ? error.message : String(error) };
   }
