@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import pino, { type DestinationStream, type Logger } from 'pino';
+import { bufferedStdout } from './log-destination.js';
 import { Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { DeviceBroker, type BrokerOptions } from '../broker/broker.js';
 import { DEFAULT_SHARED_STATE_LIMITS, redisMqttState, type SharedMqttState, type SharedStateLimits } from '../broker/cluster.js';
@@ -13,6 +14,7 @@ import { CrlRevocations } from '../provisioning/crl-import.js';
 import { Crls } from '../provisioning/crl.js';
 import { loadServerCredentials, reissueServerCertificate, serverIssuedBy } from '../provisioning/pki/hierarchy.js';
 import { ecdsa, nativeEcdsaUnavailable } from '../provisioning/pki/ecdsa-verify.js';
+import { opensslErrorsUnavailable } from '../registry/openssl-errors.js';
 import { CaKeyring } from '../provisioning/pki/keyring.js';
 import { ClaimProvisioning } from '../provisioning/claims/service.js';
 import { CaRotator } from '../provisioning/rotation.js';
@@ -124,11 +126,10 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   // A node of a cluster (or a process given a name) says which in every log line and metric;
   // a single process's output stays as it always was.
   const named = options.redis !== undefined || options.nodeName !== undefined;
-  // Asynchronous writes: a CONNECT storm logs a line per device, and a synchronous write per
-  // line would stall the event loop on the pipe; lines written meanwhile go out together.
-  // close() flushes what is left.
-  const log = pino({ level: options.logLevel ?? 'info', base: named ? { service: 'fleet', node: nodeName } : { service: 'fleet' } }, options.logDestination ?? pino.destination({ dest: 1, sync: false }));
+  // Asynchronous block writes (log-destination.ts); close() flushes what is left.
+  const log = pino({ level: options.logLevel ?? 'info', base: named ? { service: 'fleet', node: nodeName } : { service: 'fleet' } }, options.logDestination ?? bufferedStdout());
   if (nativeEcdsaUnavailable) log.warn({ event: 'csr_verifier_slow', reason: nativeEcdsaUnavailable }, 'native CSR verifier not built (npm run build:native): CSR checks fall back to node:crypto at about twice the CPU');
+  if (opensslErrorsUnavailable) log.warn({ event: 'peer_reader_slow', reason: opensslErrorsUnavailable }, 'native OpenSSL error-queue addon not built (npm run build:native): peer certificates are read with getPeerCertificate at about 40 µs more CPU per connect');
   const layout = dataLayout(options.dataDir);
   if (await initDataDir(layout.dir, clock, { issuingLifetimeMs: options.issuingCaLifetimeMs })) log.info({ event: 'data_dir_created', dir: layout.dir }, 'created data directory with a new dev PKI');
 
