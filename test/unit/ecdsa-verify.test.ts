@@ -1,7 +1,7 @@
 // The native ECDSA verifier must give node:crypto's verdict on every input: the same table of
 // keys and signatures, good and bad, runs through both.
 import assert from 'node:assert/strict';
-import { createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
+import { createECDH, createPrivateKey, createPublicKey, sign, type KeyObject } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { ecdsa, FIELD_BYTES, nativeEcdsa, nodeCryptoEcdsa, type EcCurve, type EcdsaVerdict, type EcdsaVerifier } from '../../provisioning/pki/ecdsa-verify.js';
 
@@ -66,15 +66,27 @@ interface Case {
   verdict: EcdsaVerdict;
 }
 
+/**
+ * A new key pair: its uncompressed point, and its private key for signing. Made with ECDH,
+ * which hands out the point itself: exporting a key made by generateKeyPairSync as a JWK can
+ * deadlock Node.js 20 (ExportJWKEcKey holds the key's mutex while it allocates; a garbage
+ * collection then may destroy the finished KeyGenJob, which takes the same mutex).
+ */
+function freshKey(curve: EcCurve): { point: Buffer; privateKey: KeyObject } {
+  const size = FIELD_BYTES[curve];
+  const ecdh = createECDH(curve === 'P-256' ? 'prime256v1' : 'secp384r1');
+  const point = ecdh.generateKeys();
+  const secret = ecdh.getPrivateKey();
+  const d = Buffer.concat([Buffer.alloc(size - secret.length), secret]);
+  const coordinate = (from: number) => point.subarray(from, from + size).toString('base64url');
+  const privateKey = createPrivateKey({ key: { kty: 'EC', crv: curve, d: d.toString('base64url'), x: coordinate(1), y: coordinate(1 + size) }, format: 'jwk' });
+  return { point, privateKey };
+}
+
 function casesFor(curve: EcCurve): Case[] {
   const { p, n, hash } = CURVES[curve];
-  const keyPair = () => {
-    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: curve });
-    const jwk = publicKey.export({ format: 'jwk' });
-    return { privateKey, point: Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x!, 'base64url'), Buffer.from(jwk.y!, 'base64url')]) };
-  };
-  const { privateKey, point } = keyPair();
-  const other = keyPair();
+  const { privateKey, point } = freshKey(curve);
+  const other = freshKey(curve);
   const data = Buffer.from(`certificationRequestInfo on ${curve}`);
   const signed = (h: string, by = privateKey) => sign(h, data, { key: by, dsaEncoding: 'der' });
   const good = signed(hash);
@@ -142,9 +154,7 @@ describe('ECDSA verification of a raw public point', () => {
   it('agrees with node:crypto on 200 fresh keys, signatures good and bad', () => {
     for (let i = 0; i < 200; i++) {
       const curve: EcCurve = i % 2 ? 'P-256' : 'P-384';
-      const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: curve });
-      const jwk = publicKey.export({ format: 'jwk' });
-      const point = Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x!, 'base64url'), Buffer.from(jwk.y!, 'base64url')]);
+      const { privateKey, point } = freshKey(curve);
       const data = Buffer.from(`request ${i}`);
       const signature = sign(CURVES[curve].hash, data, { key: privateKey, dsaEncoding: 'der' });
       const tampered = Buffer.from(data);
