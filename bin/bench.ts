@@ -9,13 +9,15 @@
 //   npm run bench -- cluster [--quick] [--devices N] [--duration S] [--rate MSG_PER_S] [--revoke K]
 //   npm run bench -- batch [--quick] [--lines N]
 //   npm run bench -- crl [--entries N]
+//   npm run bench -- floor [--quick] [--devices N] [--rounds R]
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ApiClient } from '../firmware-sim/api-client.js';
 import { enrollFleet, enrollReader, type BenchDevice } from '../firmware-sim/bench/fleet.js';
-import { connectAll, connectDevice, disconnectAll, fanIn, revokeEach, startReading, withoutRevoked, type RevocationTimes } from '../firmware-sim/bench/load.js';
+import { connectAll, connectDevice, disconnectAll, fanIn, revokeEach, startReading, withoutRevoked, type Connected, type RevocationTimes } from '../firmware-sim/bench/load.js';
+import { startFloorServer, type FloorKind } from '../firmware-sim/bench/floor.js';
 import { startMosquitto } from '../firmware-sim/bench/mosquitto.js';
 import { startOurs } from '../firmware-sim/bench/ours.js';
 import { measure, sampleProcess, settledRssKiB } from '../firmware-sim/bench/proc.js';
@@ -150,6 +152,23 @@ async function measureMemory(kind: BrokerKind, fleet: Fleet, devices: BenchDevic
 }
 
 /**
+ * CPU per mutual-TLS connect with the connections held, on a server in its steady state: the
+ * warm-up devices connect and leave first, and what the server spends doing nothing (timers,
+ * metrics) is measured before and taken out, for every server alike.
+ */
+async function heldConnects(server: { pid: number; mqttUrl: string }, fleet: Fleet, devices: BenchDevice[], s: Pick<Settings, 'concurrency'>): Promise<{ connected: Connected[]; failures: Record<string, number>; cpuUsPerConnect: number }> {
+  const warmup = await connectAll(fleet.warmup, server.mqttUrl, s.concurrency);
+  await disconnectAll(warmup.connected);
+  await sleep(1000);
+  const idleCpuMsPerSecond = await idleCpu(server.pid);
+  const started = performance.now();
+  const connecting = await measure(server.pid, () => connectAll(devices, server.mqttUrl, s.concurrency));
+  const cpuMs = Math.max(0, connecting.cpuMs - (idleCpuMsPerSecond * (performance.now() - started)) / 1000);
+  const { connected, failures } = connecting.result;
+  return { connected, failures, cpuUsPerConnect: (cpuMs * 1000) / Math.max(1, connected.length) };
+}
+
+/**
  * CPU per connect and per message, and revocation, on a broker in its steady state: a
  * broker runs for months, and a fresh Node.js process spends its first thousands of connects
  * compiling its hot code. Both brokers get the same warm-up (devices of their own connect and
@@ -160,17 +179,8 @@ async function measureWork(kind: BrokerKind, fleet: Fleet, devices: BenchDevice[
   try {
     const reader = await connectDevice(fleet.reader, broker.mqttUrl);
     const reading = await startReading(reader);
-    const warmup = await connectAll(fleet.warmup, broker.mqttUrl, s.concurrency);
-    await disconnectAll(warmup.connected);
-    await sleep(1000);
-    // What the broker spends doing nothing (timers, metrics) is no part of a connect or a
-    // message: it is measured before each and taken out, for both brokers alike.
-    const idleBeforeCpuMsPerSecond = await idleCpu(broker.pid);
-
-    const connectStarted = performance.now();
-    const connecting = await measure(broker.pid, () => connectAll(devices, broker.mqttUrl, s.concurrency));
-    const connectCpuMs = Math.max(0, connecting.cpuMs - (idleBeforeCpuMsPerSecond * (performance.now() - connectStarted)) / 1000);
-    const { connected } = connecting.result;
+    const connecting = await heldConnects(broker, fleet, devices, s);
+    const { connected } = connecting;
     // The message path gets what the connect path got from the warm-up devices: a fresh
     // Node.js process compiles its hot code over its first tens of thousands of messages, and
     // measured from the first message on, that compilation was most of a quick run's figure.
@@ -196,8 +206,8 @@ async function measureWork(kind: BrokerKind, fleet: Fleet, devices: BenchDevice[
       refusals: ours && { ...ours.refusals },
       firstRefusals: ours?.firstRefusals,
       connected: connected.length,
-      connectFailures: connecting.result.failures,
-      cpuUsPerConnect: (connectCpuMs * 1000) / Math.max(1, connected.length),
+      connectFailures: connecting.failures,
+      cpuUsPerConnect: connecting.cpuUsPerConnect,
       published: telemetry.result.published,
       routed: telemetry.result.received,
       cpuUsPerMessage: (messageCpuMs * 1000) / Math.max(1, telemetry.result.received),
@@ -304,6 +314,10 @@ async function main(): Promise<void> {
     // 40-54 µs each, then 30-39); the full run warms with 30,000 at its default rate.
     messageWarmupMs: quick ? 2000 : 6000,
   };
+  if (positionals[0] === 'floor') {
+    const devices = Number(values.devices ?? (quick ? 300 : 3000));
+    return floorMain({ ...s, devices, warmup: Math.min(quick ? 300 : 1500, devices), rounds: Number(values.rounds ?? (quick ? 1 : 3)) });
+  }
   say(`enrolling ${s.devices} devices and a telemetry reader`);
   const fleet = await enroll(s);
   const rounds: Round[] = [];
@@ -334,6 +348,56 @@ async function writeResults(kind: string, figures: unknown, what: string): Promi
   const file = `bench-results/${kind}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
   await writeFile(file, JSON.stringify(figures, null, 2));
   console.log(`\n${what} ${file}`);
+}
+
+type FloorServerKind = FloorKind | BrokerKind;
+
+const FLOOR_ROWS: [FloorServerKind, string][] = [
+  ['node-tls', 'node:tls alone, with our TLS settings (a CONNACK written by hand, nothing else)'],
+  ['aedes', 'Aedes on the same node:tls server (its defaults: memory persistence, no checks)'],
+  ['ours', 'our broker (admission against the registry, topic policy, audit log line)'],
+  ['mosquitto', 'Mosquitto (as in `npm run bench`)'],
+];
+
+/**
+ * `npm run bench -- floor`: CPU per held mutual-TLS connect of our broker beside what the
+ * stack it is built on costs alone, under the same client load: the floor a broker on
+ * Node.js's TLS and on Aedes cannot go below, whatever it checks.
+ */
+async function floorMain(s: Settings): Promise<void> {
+  say(`floor: enrolling ${s.devices} devices`);
+  const fleet = await enroll(s);
+  const rounds: Record<FloorServerKind, number>[] = [];
+  try {
+    for (let i = 0; i < s.rounds; i++) {
+      say(`round ${i + 1}/${s.rounds}`);
+      const round = {} as Record<FloorServerKind, number>;
+      for (const [kind] of FLOOR_ROWS) {
+        const server = kind === 'ours' || kind === 'mosquitto' ? (await startBroker(kind, fleet, s)).broker : await startFloorServer(kind, fleet.pki);
+        try {
+          const held = await heldConnects(server, fleet, fleet.devices, s);
+          if (held.connected.length !== fleet.devices.length) throw new Error(`${kind}: ${held.connected.length}/${fleet.devices.length} connected (${countsLine(held.failures)})`);
+          round[kind] = held.cpuUsPerConnect;
+          say(`  ${kind}: ${held.cpuUsPerConnect.toFixed(0)} µs per connect`);
+          await disconnectAll(held.connected);
+        } finally {
+          await server.stop();
+        }
+      }
+      rounds.push(round);
+    }
+  } finally {
+    await rm(fleet.dataDir, { recursive: true, force: true });
+  }
+  const m = (kind: FloorServerKind) => median(rounds.map((r) => r[kind]));
+  console.log(
+    [
+      `| server, same client load | broker CPU µs per mutual-TLS connect (${s.devices} held, median of ${s.rounds}) | × Mosquitto |`,
+      '|---|---|---|',
+      ...FLOOR_ROWS.map(([kind, what]) => `| ${what} | ${m(kind).toFixed(0)} | ${(m(kind) / m('mosquitto')).toFixed(2)}× |`),
+    ].join('\n'),
+  );
+  await writeResults('floor', { settings: s, rounds }, 'rounds written to');
 }
 
 async function clusterMain(s: ClusterSettings): Promise<void> {

@@ -47,21 +47,30 @@ const TLS12_CIPHERS = 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA3
 const ACCEPTED_AT = Symbol('acceptedAt');
 type AcceptedSocket = Socket & { [ACCEPTED_AT]?: number };
 
-export async function listenMutualTls(broker: DeviceBroker, material: TlsMaterial, address: { host: string; port: number }, options: ListenerOptions): Promise<MutualTlsListener> {
-  let current = { ...material };
-  // setSecureContext replaces the whole context: every option goes in each time, or a missing
-  // `ca` would fall back to the public roots.
-  const context = (): tls.SecureContextOptions => ({
-    key: current.key,
-    cert: current.cert,
-    ca: current.ca,
+/**
+ * The listener's TLS settings for given credentials. setSecureContext replaces the whole
+ * context: every option goes in each time, or a missing `ca` would fall back to the public roots.
+ */
+export function mutualTlsContext(material: TlsMaterial, sessionTickets: boolean): tls.SecureContextOptions {
+  return {
+    key: material.key,
+    cert: material.cert,
+    ca: material.ca,
     minVersion: 'TLSv1.2',
     ciphers: TLS12_CIPHERS,
     honorCipherOrder: true,
-    ...(options.sessionTickets ? {} : { secureOptions: constants.SSL_OP_NO_TICKET }),
-  });
+    ...(sessionTickets ? {} : { secureOptions: constants.SSL_OP_NO_TICKET }),
+  };
+}
+
+/** Requested, not required: the chain's verdict is carried to CONNECT (see the top of this file). */
+export const CLIENT_CERTIFICATE_REQUESTED = { requestCert: true, rejectUnauthorized: false } as const;
+
+export async function listenMutualTls(broker: DeviceBroker, material: TlsMaterial, address: { host: string; port: number }, options: ListenerOptions): Promise<MutualTlsListener> {
+  let current = { ...material };
+  const context = () => mutualTlsContext(current, options.sessionTickets);
   // A handshake that stalls holds a socket and its TLS state; give up on it early.
-  const server = tls.createServer({ ...context(), requestCert: true, rejectUnauthorized: false, handshakeTimeout: options.handshakeTimeoutMs });
+  const server = tls.createServer({ ...context(), ...CLIENT_CERTIFICATE_REQUESTED, handshakeTimeout: options.handshakeTimeoutMs });
 
   // One listener function for every socket rather than a closure each: ten thousand idle
   // devices would otherwise hold ten thousand of them.
