@@ -10,7 +10,7 @@
 //   npm run bench -- batch [--quick] [--lines N]
 //   npm run bench -- crl [--entries N]
 //   npm run bench -- floor [--quick] [--devices N] [--rounds R]
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,9 +20,9 @@ import { connectAll, connectDevice, disconnectAll, fanIn, revokeEach, startReadi
 import { startFloorServer, type FloorKind } from '../firmware-sim/bench/floor.js';
 import { startMosquitto } from '../firmware-sim/bench/mosquitto.js';
 import { startOurs } from '../firmware-sim/bench/ours.js';
+import { readServerPki, type ServerPki } from '../firmware-sim/bench/server-pki.js';
 import { measure, sampleProcess, settledRssKiB } from '../firmware-sim/bench/proc.js';
 import { deviceIds } from '../firmware-sim/run.js';
-import { withIntermediates } from '../provisioning/pki/served-chain.js';
 import { clusterBench, clusterTable, type ClusterSettings } from './bench-cluster.js';
 import { batchBench, type BatchRun } from './bench-batch.js';
 import { crlBench } from './bench-crl.js';
@@ -83,7 +83,7 @@ interface Fleet {
   /** Devices that only warm a broker up: never among those measured, so every measured connect is one the registry is asked about. */
   warmup: BenchDevice[];
   reader: BenchDevice;
-  pki: { caBundlePem: string; serverCertPem: string; serverKeyPem: string };
+  pki: ServerPki;
 }
 
 // Our broker's per-device and per-address limits sit above the benchmark's load, so the
@@ -102,14 +102,13 @@ async function enroll(s: Settings): Promise<Fleet> {
     const devices = await enrollFleet(api, deviceIds(prefix, s.devices), service.ca, 32, (n) => say(`  enrolled ${n}/${s.devices}`));
     const warmup = await enrollFleet(api, deviceIds(`${prefix}-warmup`, s.warmup), service.ca, 32, () => undefined);
     const reader = await enrollReader(api, `${prefix}-reader`, service.ca);
-    const pki = join(dataDir, 'pki');
     return {
       dataDir,
       devices,
       warmup,
       reader,
       // The chain our service serves, so Mosquitto sends the same certificates.
-      pki: { caBundlePem: service.ca, serverCertPem: withIntermediates(await readFile(join(pki, 'server.pem'), 'utf8'), service.ca), serverKeyPem: await readFile(join(pki, 'server.key'), 'utf8') },
+      pki: await readServerPki(dataDir, service.ca),
     };
   } finally {
     await service.stop();

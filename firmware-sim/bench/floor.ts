@@ -2,11 +2,12 @@
 // of their own on free ports, with the benchmark's PKI.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { writeServerPki, type ServerPki } from './server-pki.js';
 
 export type FloorKind = 'node-tls' | 'aedes';
 
@@ -18,11 +19,9 @@ export interface RunningFloor {
   stop(): Promise<void>;
 }
 
-export async function startFloorServer(kind: FloorKind, pki: { caBundlePem: string; serverCertPem: string; serverKeyPem: string }): Promise<RunningFloor> {
+export async function startFloorServer(kind: FloorKind, pki: ServerPki): Promise<RunningFloor> {
   const dir = await mkdtemp(join(tmpdir(), 'fleet-floor-'));
-  await writeFile(join(dir, 'ca.pem'), pki.caBundlePem);
-  await writeFile(join(dir, 'server.pem'), pki.serverCertPem);
-  await writeFile(join(dir, 'server.key'), pki.serverKeyPem, { mode: 0o600 });
+  await writeServerPki(dir, pki);
   const child = spawn(process.execPath, [FLOOR_SERVER, kind, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = once(child, 'exit');
   const port = await new Promise<number>((resolve, reject) => {

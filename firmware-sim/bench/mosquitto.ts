@@ -8,6 +8,7 @@ import net from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './ports.js';
+import { writeServerPki, type ServerPki } from './server-pki.js';
 
 export interface RunningMosquitto {
   pid: number;
@@ -31,12 +32,10 @@ async function accepting(port: number, timeoutMs: number): Promise<void> {
   }
 }
 
-export async function startMosquitto(pki: { caBundlePem: string; serverCertPem: string; serverKeyPem: string }, options: { readers: string[] }): Promise<RunningMosquitto> {
+export async function startMosquitto(pki: ServerPki, options: { readers: string[] }): Promise<RunningMosquitto> {
   const dir = await mkdtemp(join(tmpdir(), 'mosquitto-bench-'));
   const port = await freePort();
-  await writeFile(join(dir, 'ca.pem'), pki.caBundlePem);
-  await writeFile(join(dir, 'server.pem'), pki.serverCertPem);
-  await writeFile(join(dir, 'server.key'), pki.serverKeyPem, { mode: 0o600 });
+  await writeServerPki(dir, pki);
   // Each device reads and writes under devices/<its CN>/; backend readers read all telemetry.
   await writeFile(join(dir, 'acl'), ['pattern readwrite devices/%u/#', ...options.readers.flatMap((r) => [`user ${r}`, 'topic read devices/+/telemetry'])].join('\n') + '\n');
   await writeFile(

@@ -4,8 +4,7 @@
 // full key check and halves the CPU of a CSR; node:crypto gives the same verdicts and is used
 // when the addon is not built.
 import { createHash, createPublicKey, verify } from 'node:crypto';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { loadAddon } from '../../registry/native-addon.js';
 
 export type EcCurve = 'P-256' | 'P-384';
 
@@ -61,23 +60,11 @@ function nativeVerifier(binding: NativeBinding): EcdsaVerifier {
   };
 }
 
-// node-gyp builds into build/Release at the package root; this file runs from dist/provisioning/pki.
-// A file path, not the URL's pathname, which keeps a space in the checkout's path as %20.
-const ADDON = fileURLToPath(new URL('../../../build/Release/ecdsa_verify.node', import.meta.url));
-
-function loadNative(): { verifier?: EcdsaVerifier; unavailable?: string } {
-  try {
-    return { verifier: nativeVerifier(createRequire(import.meta.url)(ADDON) as NativeBinding) };
-  } catch (error) {
-    return { unavailable: error instanceof Error ? error.message : String(error) };
-  }
-}
-
-const native = loadNative();
+const addon = loadAddon<NativeBinding>('ecdsa_verify');
 
 /** The native verifier, when the addon is built and loads. */
-export const nativeEcdsa: EcdsaVerifier | undefined = native.verifier;
+export const nativeEcdsa: EcdsaVerifier | undefined = addon.binding && nativeVerifier(addon.binding);
 /** Why the native verifier is not in use, for the service's start-up log. */
-export const nativeEcdsaUnavailable: string | undefined = native.unavailable;
+export const nativeEcdsaUnavailable: string | undefined = addon.unavailable;
 /** What CSR checks use. */
 export const ecdsa: EcdsaVerifier = nativeEcdsa ?? nodeCryptoEcdsa;

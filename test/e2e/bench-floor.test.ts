@@ -1,23 +1,20 @@
 // The reference servers of `npm run bench -- floor` answer a real device over real mutual TLS,
 // with the fleet's PKI, as the brokers beside them do; and stop when told.
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startFloorServer, type FloorKind } from '../../firmware-sim/bench/floor.js';
-import { withIntermediates } from '../../provisioning/pki/served-chain.js';
+import { readServerPki, type ServerPki } from '../../firmware-sim/bench/server-pki.js';
 import { startFleet, type EnrolledDevice, type TestFleet } from '../support/fleet.js';
 import { mqttOptions, tryConnect } from '../support/mqtt.js';
 
 describe('benchmark floor servers', { timeout: 60_000 }, () => {
   let fleet: TestFleet;
   let device: EnrolledDevice;
-  let pki: { caBundlePem: string; serverCertPem: string; serverKeyPem: string };
+  let pki: ServerPki;
   before(async () => {
     fleet = await startFleet();
     device = await fleet.enroll('floor-1');
-    const dir = join(fleet.dir, 'pki');
-    pki = { caBundlePem: fleet.ca, serverCertPem: withIntermediates(await readFile(join(dir, 'server.pem'), 'utf8'), fleet.ca), serverKeyPem: await readFile(join(dir, 'server.key'), 'utf8') };
+    pki = await readServerPki(fleet.dir, fleet.ca);
   });
   after(() => fleet.close());
 
