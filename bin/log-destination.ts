@@ -7,7 +7,8 @@
 import pino from 'pino';
 
 const BLOCK_BYTES = 4096;
-const FLUSH_MS = 100;
+/** The longest a line waits before it is written. */
+export const FLUSH_MS = 100;
 
 export function bufferedStdout(): ReturnType<typeof pino.destination> {
   const destination = pino.destination({ dest: 1, sync: false, minLength: BLOCK_BYTES });

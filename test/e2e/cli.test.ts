@@ -109,7 +109,7 @@ describe('fleet sim', { timeout: 90_000 }, () => {
     assert.ok(report.connect.latencyMs.p50 > 0);
     assert.equal(report.publish.lost, 0);
     // The devices really went through the broker (beside them, the backend reader of their telemetry).
-    assert.equal(serve.logs.filter((e) => e.event === 'admitted' && String(e.clientId).startsWith(`${report.options.idPrefix}-0`)).length, 6);
+    assert.equal((await serve.logsWritten()).filter((e) => e.event === 'admitted' && String(e.clientId).startsWith(`${report.options.idPrefix}-0`)).length, 6);
     // The JSON and HTML reports are on disk, named after the scenario.
     const written = await readdir(join(dir, 'reports'));
     assert.ok(written.some((f) => /^telemetry-.*\.json$/.test(f)) && written.some((f) => /^telemetry-.*\.html$/.test(f)), written.join());

@@ -51,7 +51,7 @@ describe('fleet sim scenarios against fleet serve', { timeout: 120_000 }, () => 
     const entries = (await get(`/v1/audit?certificate=${active.serial}`)).entries as { actor: string; action: string }[];
     return entries.find((e) => e.action === 'certificate.renewed' || e.action === 'certificate.issued')!;
   };
-  const logsOf = (event: string, prefix: string) => serve.logs.filter((e) => e.event === event && typeof e.clientId === 'string' && e.clientId.startsWith(`${prefix}-0`));
+  const logsOf = async (event: string, prefix: string) => (await serve.logsWritten()).filter((e) => e.event === event && typeof e.clientId === 'string' && e.clientId.startsWith(`${prefix}-0`));
   const failedCriteria = (r: RunReport) => r.criteria.filter((c) => !c.passed).map((c) => `${c.name}: ${c.actual}`);
 
   it('storm: every device connects, the broker admits each once, connects per second are on the time line', async () => {
@@ -61,7 +61,7 @@ describe('fleet sim scenarios against fleet serve', { timeout: 120_000 }, () => 
     assert.equal(r.connect.online, 20);
     assert.equal(r.connect.failed, 0);
     assert.equal(r.series.connects.reduce((a, b) => a + b, 0), 20);
-    assert.equal(new Set(logsOf('admitted', 'storm').map((e) => e.clientId)).size, 20);
+    assert.equal(new Set((await logsOf('admitted', 'storm')).map((e) => e.clientId)).size, 20);
     assert.ok(r.memory.perDeviceKiB !== 0 && Number.isFinite(r.memory.perDeviceKiB));
   });
 
@@ -92,7 +92,7 @@ describe('fleet sim scenarios against fleet serve', { timeout: 120_000 }, () => 
       const statuses = device.certificates.map((c) => c.status).sort();
       assert.deepEqual(statuses, ['ACTIVE', 'REVOKED'], `${id}: the first certificate revoked, the renewed one active`);
       const active = device.certificates.find((c) => c.status === 'ACTIVE')!;
-      assert.ok(logsOf('admitted', 'rot').some((e) => e.clientId === id && norm(e.serial) === norm(active.serial)), `${id} admitted with its new certificate`);
+      assert.ok((await logsOf('admitted', 'rot')).some((e) => e.clientId === id && norm(e.serial) === norm(active.serial)), `${id} admitted with its new certificate`);
       // Devices take the channels in turn: the even ones renewed themselves over mutual TLS, the odd ones were re-issued by the operator.
       const audit = await issuedBy(id);
       assert.deepEqual([audit.actor.split(':')[0], audit.action], i % 2 === 0 ? ['device', 'certificate.renewed'] : ['operator', 'certificate.issued'], id);
@@ -115,8 +115,9 @@ describe('fleet sim scenarios against fleet serve', { timeout: 120_000 }, () => 
     // The service saw the same: one batch with its limit, every certificate it issued registered.
     const batch = await get(`/v1/claim-batches/${claim.batch}`);
     assert.deepEqual([batch.rateLimit, batch.certificates], [{ perSecond: 10, burst: 10 }, { issued: devices, registered: devices }]);
-    assert.equal(serve.logs.filter((e) => e.event === 'claim_accepted' && e.batch === claim.batch).length, 2 * devices);
-    assert.equal(serve.logs.filter((e) => e.event === 'refusal' && typeof e.clientId === 'string' && e.clientId.startsWith(`claim/${claim.batch}/`)).length, 0);
+    const logs = await serve.logsWritten();
+    assert.equal(logs.filter((e) => e.event === 'claim_accepted' && e.batch === claim.batch).length, 2 * devices);
+    assert.equal(logs.filter((e) => e.event === 'refusal' && typeof e.clientId === 'string' && e.clientId.startsWith(`claim/${claim.batch}/`)).length, 0);
 
     assert.equal(r.connect.failed, 0);
     assert.equal(r.publish.lost, 0);
@@ -143,7 +144,7 @@ describe('fleet sim scenarios against fleet serve', { timeout: 120_000 }, () => 
       assert.ok(d.requestToCloseMs > 0);
       assert.equal((await api(`/v1/devices/${d.id}`)).status, 'DECOMMISSIONED');
       // The broker saw exactly one refused CONNECT from each: the device did not retry.
-      const refusals = logsOf('refusal', 'rev').filter((e) => e.clientId === d.id);
+      const refusals = (await logsOf('refusal', 'rev')).filter((e) => e.clientId === d.id);
       assert.equal(refusals.length, 1, `${d.id} refused once`);
     }
     assert.deepEqual(r.devices.stoppedBy, { not_authorized: 3 });
@@ -158,6 +159,6 @@ describe('fleet sim scenarios against fleet serve', { timeout: 120_000 }, () => 
     assert.ok(r.connect.drops > 0);
     assert.equal(r.devices.onlineAtEnd, 8);
     assert.equal(r.publish.lost, 0);
-    assert.ok(logsOf('admitted', 'churn').length > 8, 'the broker admitted the reconnects');
+    assert.ok((await logsOf('admitted', 'churn')).length > 8, 'the broker admitted the reconnects');
   });
 });

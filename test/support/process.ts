@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { FLUSH_MS as LOG_FLUSH_MS } from '../../bin/log-destination.js';
 import type { LogEvent } from './logs.js';
 
 export const FLEET_BIN = fileURLToPath(new URL('../../../bin/fleet.js', import.meta.url));
@@ -12,7 +13,10 @@ export interface ServeProcess {
   child: ChildProcess;
   mqttPort: number;
   apiUrl: string;
+  /** The lines read so far: a line the service wrote in the last LOG_FLUSH_MS may not be among them yet. */
   logs: LogEvent[];
+  /** Every line the service had written when this was called (its log goes out in blocks, each within LOG_FLUSH_MS). */
+  logsWritten(): Promise<LogEvent[]>;
   /** Resolves with the exit code, or the signal that ended it. */
   exited: Promise<number | NodeJS.Signals>;
   stop(signal?: NodeJS.Signals): Promise<number | NodeJS.Signals>;
@@ -46,6 +50,8 @@ export async function spawnServe(dataDir: string, options: { nodeArgs?: string[]
     mqttPort: Number(new URL(String(listening.mqtt)).port),
     apiUrl: String(listening.api),
     logs,
+    // Twice the flush interval, for the write and the read through the pipe behind it.
+    logsWritten: () => new Promise((resolve) => setTimeout(() => resolve(logs), 2 * LOG_FLUSH_MS)),
     exited,
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
