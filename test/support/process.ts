@@ -13,9 +13,9 @@ export interface ServeProcess {
   child: ChildProcess;
   mqttPort: number;
   apiUrl: string;
-  /** The lines read so far: a line the service wrote in the last LOG_FLUSH_MS may not be among them yet. */
+  /** The lines read so far: a line the service wrote in the last two LOG_FLUSH_MS may not be among them yet. */
   logs: LogEvent[];
-  /** Every line the service had written when this was called (its log goes out in blocks, each within LOG_FLUSH_MS). */
+  /** Every line the service had written when this was called (its log goes out in blocks, each line within two LOG_FLUSH_MS). */
   logsWritten(): Promise<LogEvent[]>;
   /** Resolves with the exit code, or the signal that ended it. */
   exited: Promise<number | NodeJS.Signals>;
@@ -50,8 +50,8 @@ export async function spawnServe(dataDir: string, options: { nodeArgs?: string[]
     mqttPort: Number(new URL(String(listening.mqtt)).port),
     apiUrl: String(listening.api),
     logs,
-    // Twice the flush interval, for the write and the read through the pipe behind it.
-    logsWritten: () => new Promise((resolve) => setTimeout(() => resolve(logs), 2 * LOG_FLUSH_MS)),
+    // A line waits at most two flush intervals (bin/log-destination.ts); one more for the pipe.
+    logsWritten: () => new Promise((resolve) => setTimeout(() => resolve(logs), 3 * LOG_FLUSH_MS)),
     exited,
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
