@@ -1,6 +1,6 @@
 // The embedded back end: one SQLite file in WAL mode.
 import Database from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
+import { CompiledQuery, Kysely, SqliteDialect, type DatabaseConnection, type Driver } from 'kysely';
 import type { RegistryDatabase } from './schema.js';
 import { kyselyStore, type KyselyRegistryStore } from './store.js';
 
@@ -32,7 +32,25 @@ export async function openSqliteStore(path: string): Promise<KyselyRegistryStore
       return statement;
     },
   };
-  const store = kyselyStore(new Kysely<RegistryDatabase>({ dialect: new SqliteDialect({ database: prepared }) }), 'sqlite');
+  const store = kyselyStore(new Kysely<RegistryDatabase>({ dialect: new WritersWaitDialect({ database: prepared }) }), 'sqlite');
   await store.migrate();
   return store;
+}
+
+/**
+ * Every transaction of ours writes, most after reading what they change (`lock: true`, which
+ * is FOR UPDATE on PostgreSQL). SQLite's plain BEGIN takes the write lock only at the first
+ * write, and a transaction that then finds another process writing (a second worker of
+ * `--workers`, the CLI beside a running service) fails at once with SQLITE_BUSY: its busy
+ * timeout does not apply, since waiting could deadlock. BEGIN IMMEDIATE takes the write lock
+ * first, so a second writer waits its turn (busy_timeout) and then reads what the first wrote.
+ */
+class WritersWaitDialect extends SqliteDialect {
+  override createDriver(): Driver {
+    const driver = super.createDriver();
+    driver.beginTransaction = async (connection: DatabaseConnection) => {
+      await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+    };
+    return driver;
+  }
 }

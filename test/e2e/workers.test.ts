@@ -56,7 +56,7 @@ describe('fleet serve --workers', { timeout: 90_000 }, () => {
     const [a, b] = listening();
     assert.equal(a!.mqtt, b!.mqtt);
     assert.equal(a!.api, b!.api);
-    assert.deepEqual(listening().map((e) => e.node).sort(), ['box-w1', 'box-w2']);
+    assert.deepEqual(listening().map((e) => e.node).sort(), ['box-w1', 'box-w2'], serve.diagnosis(40));
     assert.equal(serve.logs.filter((e) => e.event === 'data_dir_created').length, 0, 'the primary created the data directory, not a worker');
   });
 

@@ -19,6 +19,8 @@ export interface ServeProcess {
   logsWritten(): Promise<LogEvent[]>;
   /** Resolves with the exit code, or the signal that ended it. */
   exited: Promise<number | NodeJS.Signals>;
+  /** For a failing assertion's message: whether the process still runs, its stderr and its last log lines. */
+  diagnosis(lines?: number): string;
   stop(signal?: NodeJS.Signals): Promise<number | NodeJS.Signals>;
 }
 
@@ -53,6 +55,14 @@ export async function spawnServe(dataDir: string, options: { nodeArgs?: string[]
     // A line waits at most two flush intervals (bin/log-destination.ts); one more for the pipe.
     logsWritten: () => new Promise((resolve) => setTimeout(() => resolve(logs), 3 * LOG_FLUSH_MS)),
     exited,
+    diagnosis(lines = 12) {
+      const ended = child.exitCode ?? child.signalCode;
+      return [
+        ended === null ? `pid ${child.pid} running` : `exited (${ended})`,
+        stderr.trim() === '' ? 'stderr empty' : `stderr: ${stderr.trim().slice(-2000)}`,
+        ...logs.slice(-lines).map((e) => JSON.stringify(e)),
+      ].join('\n');
+    },
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;
