@@ -361,7 +361,7 @@ describe('a cluster of three nodes', { timeout: 120_000 }, () => {
       // And it admits nobody while it is unsure: neither the revoked device nor a good one.
       for (const identity of [doomed, bystander]) {
         const again = await tryConnect(on(n2, identity));
-        assert.equal(again.returnCode, 3, `${identity.id} refused while cut off (${again.error?.message ?? "a CONNACK"})`);
+        assert.equal(again.returnCode, 3, `${identity.id} refused while cut off (${again.error?.message ?? 'a CONNACK'}); node 2: ${n2.diagnosis()}`);
         again.client.end(true);
         await logged(n2, 'refusal', { clientId: identity.id, reason: 'registry_unavailable' });
       }

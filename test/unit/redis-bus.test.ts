@@ -18,7 +18,11 @@ describe('RedisEventBus', { timeout: 30_000 }, () => {
   let a: RedisEventBus;
   let b: RedisEventBus;
   const logs = new LogCapture();
-  const bus = (node: string, confirmTimeoutMs = 1000) => new RedisEventBus({ url: redis.url, node, heartbeatMs: 100, confirmTimeoutMs, prefix: 'test' }, pino({ level: 'debug' }, logs));
+  // A node that misses three of its own heartbeats counts itself cut off. At 100 ms a stall
+  // of 300 ms (a loaded machine running the whole suite) did that mid-test and the question
+  // below went unasked; 250 ms still shows the outage well within its waits.
+  const bus = (node: string, confirmTimeoutMs = 1000) => new RedisEventBus({ url: redis.url, node, heartbeatMs: 250, confirmTimeoutMs, prefix: 'test' }, pino({ level: 'debug' }, logs));
+  const bothOnTheBus = () => eventually(() => a.state.caughtUp && b.state.caughtUp, 5000, 'both nodes on the bus');
 
   before(async () => {
     redis = await startRedis();
@@ -62,6 +66,7 @@ describe('RedisEventBus', { timeout: 30_000 }, () => {
 
   it('asks every other node a question', async () => {
     b.answer('connected', (id) => id === 'here');
+    await bothOnTheBus();
     assert.deepEqual(await a.ask('connected', 'here'), [true]);
     assert.deepEqual(await a.ask('connected', 'elsewhere'), [false]);
   });
