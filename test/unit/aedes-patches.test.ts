@@ -1,0 +1,42 @@
+// The patches npm ci applies to Aedes and its in-memory persistence (broker/patches/): the
+// persistence answers "is anything queued for this client?" at once, which lets a CONNECT skip
+// the queue's streams; one without the answer (Redis, in a cluster) keeps the streams.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Aedes } from 'aedes';
+import persistenceRedis from 'aedes-persistence-redis';
+
+interface QueueQuestions {
+  outgoingIsEmpty?: (client: { id: string }) => boolean;
+  outgoingEnqueue(sub: { clientId: string; topic: string; qos: number }, packet: object): Promise<void>;
+  outgoingClearMessageId(client: { id: string }, packet: { messageId: number }): Promise<unknown>;
+  outgoingUpdate(client: { id: string }, packet: object): Promise<unknown>;
+}
+
+describe('patched Aedes persistence', () => {
+  it('says whether anything waits for a client, from the first queued message to the last one cleared', async () => {
+    const broker = await Aedes.createBroker();
+    try {
+      const { persistence } = broker as unknown as { persistence: QueueQuestions };
+      const client = { id: 'valve-1' };
+      assert.equal(typeof persistence.outgoingIsEmpty, 'function', 'npm ci applied broker/patches/aedes-persistence+11.0.0.patch');
+      assert.equal(persistence.outgoingIsEmpty!(client), true);
+      const packet = { cmd: 'publish', topic: 'devices/valve-1/commands/set', payload: Buffer.from('on'), qos: 1, retain: false, dup: false, brokerId: broker.id, brokerCounter: 1, messageId: 7 };
+      await persistence.outgoingEnqueue({ clientId: client.id, topic: packet.topic, qos: 1 }, packet);
+      assert.equal(persistence.outgoingIsEmpty!(client), false);
+      assert.equal(persistence.outgoingIsEmpty!({ id: 'someone-else' }), true);
+      const sent = { ...packet };
+      await persistence.outgoingUpdate(client, sent);
+      await persistence.outgoingClearMessageId(client, sent);
+      assert.equal(persistence.outgoingIsEmpty!(client), true);
+    } finally {
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+    }
+  });
+
+  it('leaves the question unanswered for a persistence that cannot answer it (Redis), so its queue is streamed', () => {
+    // Built without connecting: the question is on the wrapper, decided in its constructor.
+    const persistence = persistenceRedis({ conn: { on: () => undefined } as never }) as unknown as QueueQuestions;
+    assert.equal(persistence.outgoingIsEmpty, undefined);
+  });
+});
