@@ -1,10 +1,15 @@
 // The patches npm ci applies to Aedes and its in-memory persistence (broker/patches/): the
 // persistence answers "is anything queued for this client?" at once, which lets a CONNECT skip
-// the queue's streams; one without the answer (Redis, in a cluster) keeps the streams.
+// the queue's streams; one without the answer (Redis, in a cluster) keeps the streams. And a
+// subscriber whose retained messages cannot be read loses its connection, not the process.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Aedes } from 'aedes';
 import persistenceRedis from 'aedes-persistence-redis';
+import { Redis } from 'ioredis';
+import { MqttClient } from 'mqtt';
+import { startRedis } from '../support/cluster.js';
+import { duplexPair } from '../support/memory-broker.js';
 
 interface QueueQuestions {
   outgoingIsEmpty?: (client: { id: string }) => boolean;
@@ -38,5 +43,41 @@ describe('patched Aedes persistence', () => {
     // Built without connecting: the question is on the wrapper, decided in its constructor.
     const persistence = persistenceRedis({ conn: { on: () => undefined } as never }) as unknown as QueueQuestions;
     assert.equal(persistence.outgoingIsEmpty, undefined);
+  });
+
+  it('closes a subscriber whose retained messages Redis cannot give, and the broker goes on', { timeout: 30_000 }, async () => {
+    const redis = await startRedis();
+    // One retry: the failure arrives in a second rather than after ioredis' twenty.
+    const conn = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+    conn.on('error', () => undefined);
+    const broker = await Aedes.createBroker({ persistence: persistenceRedis({ conn }) as never });
+    const clientErrors: Error[] = [];
+    broker.on('clientError', (_client, error) => void clientErrors.push(error));
+    try {
+      const next = (client: MqttClient, event: 'connect' | 'close') => new Promise<void>((resolve) => client.once(event, () => resolve()));
+      const connectClient = (clientId: string) => {
+        const [brokerSide, clientSide] = duplexPair();
+        broker.handle(brokerSide);
+        const client = new MqttClient(() => clientSide, { clientId, protocolVersion: 4, reconnectPeriod: 0 });
+        client.on('error', () => undefined);
+        return client;
+      };
+      const subscriber = connectClient('valve-1');
+      await next(subscriber, 'connect');
+      await redis.kill();
+      const lost = next(subscriber, 'close');
+      subscriber.subscribe('devices/valve-1/commands/#', { qos: 1 });
+      await lost;
+      assert.ok(clientErrors.some((error) => error.name === 'MaxRetriesPerRequestError'), `the broker reported why: ${clientErrors.map((e) => e.name).join(', ')}`);
+      // Still serving: a client connects and is answered.
+      await redis.start();
+      const another = connectClient('valve-2');
+      await next(another, 'connect');
+      another.end(true);
+    } finally {
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      conn.disconnect();
+      await redis.stop();
+    }
   });
 });
