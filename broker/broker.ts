@@ -105,6 +105,12 @@ interface Connection {
 // Aedes' own errors carry no codes; these messages are the ones that end a connection
 // without the device having broken a rule.
 const ORDINARY_ENDINGS = new Set(['keep alive timeout', 'drain timeout', 'connection closed']);
+/**
+ * Patched Aedes (broker/patches) ends a subscriber's connection with this when the MQTT state
+ * could not give the retained messages of its SUBSCRIBE (Redis away, in a cluster): the
+ * broker's failure, not the device's.
+ */
+const RETAINED_UNREADABLE = 'retained messages could not be read';
 
 /** The part of an MQEmitter the broker listens on for other nodes' new clients. */
 interface SystemTopics {
@@ -711,6 +717,11 @@ export class DeviceBroker {
     if (error instanceof Refusal) {
       if (connection) connection.endReason = error.reason;
       return; // recorded where it was decided
+    }
+    if (error.message === RETAINED_UNREADABLE) {
+      if (connection) connection.endReason = 'retained_unavailable';
+      this.deps.log.warn({ event: 'retained_unavailable', clientId: client.id, err: error.cause }, 'the retained messages of a SUBSCRIBE could not be read from the MQTT state: connection closed, so the device subscribes again');
+      return;
     }
     const code = (error as NodeJS.ErrnoException).code;
     if (code || ORDINARY_ENDINGS.has(error.message)) {

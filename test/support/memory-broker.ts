@@ -58,7 +58,7 @@ export function admissionOnly(source: AdmissionSource): BrokerRegistry {
   };
 }
 
-export async function memoryBroker(source: AdmissionSource, now = () => new Date(), options: Partial<BrokerOptions> = {}, extra: Pick<BrokerDeps, 'renewal'> = {}): Promise<MemoryBroker> {
+export async function memoryBroker(source: AdmissionSource, now = () => new Date(), options: Partial<BrokerOptions> = {}, extra: Pick<BrokerDeps, 'renewal' | 'sharedState'> = {}): Promise<MemoryBroker> {
   const bus = new InProcessEventBus();
   const logs = new LogCapture();
   const broker = await DeviceBroker.create({ ...DEFAULT_BROKER_OPTIONS, ...options }, { registry: admissionOnly(source), events: bus, clock: now, log: pino({ level: 'debug' }, logs), metrics: new MetricsRegistry(), ...extra });

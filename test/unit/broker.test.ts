@@ -6,6 +6,10 @@ import type { PeerFacts } from '../../broker/peer.js';
 import type { DeviceId, Fingerprint, SerialHex } from '../../registry/ids.js';
 import type { AdmissionRecord } from '../../registry/model.js';
 import { DEFAULT_BROKER_OPTIONS } from '../../bin/service.js';
+import pino from 'pino';
+import { DEFAULT_SHARED_STATE_LIMITS, redisMqttState } from '../../broker/cluster.js';
+import { Redis } from 'ioredis';
+import { startRedis } from '../support/cluster.js';
 import { memoryBroker } from '../support/memory-broker.js';
 import { eventually } from '../support/wait.js';
 
@@ -144,5 +148,35 @@ describe('DeviceBroker cut off from its events', () => {
     failing = true;
     assert.equal((await memory.connect(peer, { clientId: 'dev-1' })).returnCode, 0, 'caught up: cached verdicts count again');
     await memory.close();
+  });
+});
+
+describe('DeviceBroker on MQTT state in Redis', () => {
+  it('closes a subscriber whose retained messages the MQTT state could not give, and logs it as the broker’s failure, not the device’s', { timeout: 30_000 }, async () => {
+    const redis = await startRedis();
+    const sharedState = await redisMqttState(redis.url, DEFAULT_SHARED_STATE_LIMITS, pino({ level: 'silent' }));
+    const memory = await memoryBroker({ admissionRecord: () => Promise.resolve(record) }, undefined, {}, { sharedState });
+    // A retained message Redis holds but that cannot be decoded (0xc1 is no MessagePack
+    // type): the read of the SUBSCRIBE's retained messages fails, as it does when Redis goes
+    // away mid-read, without waiting out ioredis' retries.
+    const raw = new Redis(redis.url);
+    try {
+      await raw.hset('retained', 'devices/dev-1/commands/config', Buffer.from([0xc1]));
+      const { client, returnCode } = await memory.connect(peer, { clientId: 'dev-1' });
+      assert.equal(returnCode, 0);
+      client.on('error', () => undefined);
+      const lost = new Promise<void>((resolve) => client.once('close', () => resolve()));
+      client.subscribe('devices/dev-1/commands/config', { qos: 1 });
+      await lost;
+      const logged = await memory.logs.waitFor('retained_unavailable', { clientId: 'dev-1' });
+      assert.ok(logged.err, 'with the cause');
+      assert.equal(memory.logs.events('refusal').length, 0, 'not refused as the device’s fault');
+      await eventually(() => !memory.broker.isConnected('dev-1'), 2000, 'the session ended');
+    } finally {
+      raw.disconnect();
+      await memory.close();
+      await sharedState.close();
+      await redis.stop();
+    }
   });
 });
