@@ -2,13 +2,13 @@
 // time reliably.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { DEFAULT_SHARED_STATE_LIMITS, redisMqttState } from '../../broker/cluster.js';
 import type { PeerFacts } from '../../broker/peer.js';
 import type { DeviceId, Fingerprint, SerialHex } from '../../registry/ids.js';
 import type { AdmissionRecord } from '../../registry/model.js';
 import { DEFAULT_BROKER_OPTIONS } from '../../bin/service.js';
-import pino from 'pino';
-import { DEFAULT_SHARED_STATE_LIMITS, redisMqttState } from '../../broker/cluster.js';
-import { Redis } from 'ioredis';
 import { startRedis } from '../support/cluster.js';
 import { memoryBroker } from '../support/memory-broker.js';
 import { eventually } from '../support/wait.js';

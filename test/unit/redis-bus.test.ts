@@ -19,8 +19,8 @@ describe('RedisEventBus', { timeout: 30_000 }, () => {
   let b: RedisEventBus;
   const logs = new LogCapture();
   // A node that misses three of its own heartbeats counts itself cut off. At 100 ms a stall
-  // of 300 ms (a loaded machine running the whole suite) did that mid-test and the question
-  // below went unasked; 250 ms still shows the outage well within its waits.
+  // of 300 ms (a loaded machine running the whole suite) would do that mid-test, and a
+  // question asked then gets no answer; 250 ms still shows the outage well within its waits.
   const bus = (node: string, confirmTimeoutMs = 1000) => new RedisEventBus({ url: redis.url, node, heartbeatMs: 250, confirmTimeoutMs, prefix: 'test' }, pino({ level: 'debug' }, logs));
   const bothOnTheBus = () => eventually(() => a.state.caughtUp && b.state.caughtUp, 5000, 'both nodes on the bus');
 

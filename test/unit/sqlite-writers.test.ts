@@ -12,10 +12,11 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { InProcessEventBus } from '../../registry/events.js';
-import type { DeviceId, SerialHex } from '../../registry/ids.js';
+import type { DeviceId } from '../../registry/ids.js';
 import { Registry } from '../../registry/registry.js';
 import { openSqliteStore } from '../../registry/sqlite.js';
 import type { KyselyRegistryStore } from '../../registry/store.js';
+import { testCa } from '../support/records.js';
 
 const operator = { kind: 'operator', id: 'admin' } as const;
 const NOW = new Date('2030-01-01T00:00:00Z');
@@ -45,9 +46,8 @@ describe('SQLite registry written by two processes', () => {
     path = join(dir, 'registry.db');
     store = await openSqliteStore(path);
     registry = new Registry({ store, bus: new InProcessEventBus(), clock: () => NOW });
-    const ca = (id: string, parentId?: string) => ({ id, name: id, parentId, subject: `CN=${id}`, serial: id.padStart(32, '0') as SerialHex, keyId: id, pem: 'PEM', notBefore: NOW, notAfter: new Date('2035-01-01'), status: 'ACTIVE' as const, external: false, createdAt: NOW });
-    await registry.authorities.record(ca('root'), operator);
-    await registry.authorities.record(ca('default', 'root'), operator);
+    await registry.authorities.record(testCa('root'), operator);
+    await registry.authorities.record(testCa('default', 'root'), operator);
   });
   after(async () => {
     await store.close();
