@@ -65,15 +65,17 @@ export async function foreignCaDevice(id: string): Promise<Identity> {
   return deviceSignedBy(await operatorCa('Somebody Else Root CA'), id);
 }
 
-/** An operator's own CA (a self-signed root here), outside this service. */
-export async function operatorCa(name: string): Promise<CaSigner> {
+/**
+ * An operator's own CA (a self-signed root here), outside this service. Valid from a day ago
+ * for a year, unless a test that checks certificates at a fixed time gives it fixed dates.
+ */
+export async function operatorCa(name: string, validity: { notBefore: Date; notAfter: Date } = { notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 365 * DAY) }): Promise<CaSigner> {
   const keys = await generateKeyPair();
   const root = await x509.X509CertificateGenerator.createSelfSigned({
     name: `CN=${name}`,
     keys,
     signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-    notBefore: new Date(Date.now() - DAY),
-    notAfter: new Date(Date.now() + 365 * DAY),
+    ...validity,
     extensions: rootCaExtensions({ subject: await keyIdOf(await x509.PublicKey.create(keys.publicKey)) }),
   });
   return CaSigner.create(root, keys.privateKey);

@@ -46,7 +46,12 @@ export async function spawnServe(dataDir: string, options: { nodeArgs?: string[]
     void exited.then((how) => reject(new Error(`fleet serve exited (${how}) before listening: ${stderr}`)));
     setTimeout(() => reject(new Error('fleet serve did not listen in time')), options.timeoutMs ?? 30_000).unref();
   });
-  const listening = await ready;
+  // A service that never became ready is not left running behind the failed test.
+  const listening = await ready.catch(async (error: unknown) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+    throw error;
+  });
   return {
     child,
     mqttPort: Number(new URL(String(listening.mqtt)).port),

@@ -15,6 +15,9 @@ import { operatorCa } from '../support/fixtures.js';
 import { ecKeyWithCsr, rsaKeyWithCsr } from '../support/keys.js';
 
 const work = mkdtempSync(join(tmpdir(), 'device-cert-'));
+// The certificates are checked by openssl at a fixed time (-attime), so their CA has fixed
+// dates too: one valid from the day it was made would not be at that time on a later day.
+const CA_VALIDITY = { notBefore: new Date('2026-01-01'), notAfter: new Date('2036-01-01') };
 after(() => rmSync(work, { recursive: true, force: true }));
 
 describe('device certificate DER', () => {
@@ -23,7 +26,7 @@ describe('device certificate DER', () => {
     ['an RSA 2048 key', () => rsaKeyWithCsr(2048)],
   ] as const) {
     it(`carries every field for ${name}, and verifies`, async () => {
-      const ca = await operatorCa('Device Cert Test CA');
+      const ca = await operatorCa('Device Cert Test CA', CA_VALIDITY);
       const key = await makeKey();
       const csr = checkCsr(key.csrPem);
       const id = 'meter_07:b.c-1';
@@ -56,7 +59,7 @@ describe('device certificate DER', () => {
   }
 
   it('writes every length right from one issuer template: short and long ids, long CRL URLs, GeneralizedTime', async () => {
-    const ca = await operatorCa('Device Cert Template CA');
+    const ca = await operatorCa('Device Cert Template CA', CA_VALIDITY);
     const key = checkCsr((await ecKeyWithCsr()).csrPem);
     // Ids and URLs whose lengths put the enclosing SEQUENCEs on either side of the DER
     // short/long length forms (127/128 and 255/256 bytes); validity across the 2050 switch.
