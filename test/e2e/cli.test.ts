@@ -164,6 +164,22 @@ describe('fleet serve', { timeout: 60_000 }, () => {
     assert.equal((await fleet('serve', '--data', dir, '--break-glass-max', '0')).code, 2);
     assert.equal((await fleet('serve', '--data', dir, '--batch-retention-days', 'never')).code, 2);
   });
+
+  it('writes its readiness line at --log-level warn, and no other info line', async () => {
+    // A fresh directory: creating it is logged at info (data_dir_created), which warn must hide.
+    const serve = await spawnServe(join(dir, 'at-warn'), { args: ['--log-level', 'warn'] });
+    try {
+      const logs = await serve.logsWritten();
+      const ready = logs.filter((e) => e.event === 'listening');
+      assert.equal(ready.length, 1, serve.diagnosis());
+      assert.ok(serve.mqttPort > 0);
+      assert.deepEqual(logs.filter((e) => e.event !== 'listening' && e.level < 40), [], 'only warn and above besides the readiness line');
+      const created = await readdir(join(dir, 'at-warn'));
+      assert.ok(created.includes('admin.token'), 'the directory was initialized, unlogged');
+    } finally {
+      await serve.stop();
+    }
+  });
 });
 
 describe('fleet diagnose', { timeout: 90_000 }, () => {
