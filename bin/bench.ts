@@ -9,6 +9,7 @@
 //   npm run bench -- cluster [--quick] [--devices N] [--duration S] [--rate MSG_PER_S] [--revoke K]
 //   npm run bench -- batch [--quick] [--lines N]
 //   npm run bench -- crl [--entries N]
+//   npm run bench -- codec
 //   npm run bench -- floor [--quick] [--devices N] [--rounds R]
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -25,6 +26,7 @@ import { measure, sampleProcess, settledRssKiB } from '../firmware-sim/bench/pro
 import { deviceIds } from '../firmware-sim/run.js';
 import { clusterBench, clusterTable, type ClusterSettings } from './bench-cluster.js';
 import { batchBench, type BatchRun } from './bench-batch.js';
+import { codecBench } from './bench-codec.js';
 import { crlBench } from './bench-crl.js';
 import { issuanceBenchInOwnProcess, type IssuanceFigures } from './bench-issuance.js';
 import { registryBench } from './bench-registry.js';
@@ -286,6 +288,7 @@ async function main(): Promise<void> {
   const quick = values.quick;
   if (positionals[0] === 'registry') return registryMain(quick);
   if (positionals[0] === 'crl') return crlMain(Number(values.entries ?? 100_000));
+  if (positionals[0] === 'codec') return codecMain();
   if (positionals[0] === 'batch') return batchMain(Number(values.lines ?? (quick ? 5000 : 100_000)));
   if (positionals[0] === 'cluster') {
     return clusterMain({
@@ -434,6 +437,20 @@ async function registryMain(quick: boolean): Promise<void> {
     ].join('\n'),
   );
   await writeResults('registry', results, 'written to');
+}
+
+async function codecMain(): Promise<void> {
+  const r = codecBench();
+  console.log(
+    [
+      '| figure | value |',
+      '|---|---|',
+      `| mqtt-packet ${r.patched ? 'with broker/patches/ applied' : 'WITHOUT broker/patches/'} | best of ${r.runs} runs of ${r.packets} packets |`,
+      `| ns to parse a 64-byte QoS 0 PUBLISH | ${r.parseNs.toFixed(0)} |`,
+      `| ns to write one | ${r.writeNs.toFixed(0)} |`,
+    ].join('\n'),
+  );
+  await writeResults('codec', r, 'written to');
 }
 
 async function crlMain(entries: number): Promise<void> {
