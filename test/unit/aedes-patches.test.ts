@@ -3,7 +3,7 @@
 // the queue's streams; one without the answer (Redis, in a cluster) keeps the streams. And a
 // subscriber whose retained messages cannot be read loses its connection, not the process.
 // And mqtt-packet, which both the broker and the simulator parse and write with: the same
-// packets, with less work per packet.
+// packets, with less work per packet and nothing kept between packets.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -113,6 +113,20 @@ describe('patched mqtt-packet', () => {
     const expected = packets.map((p) => mqttPacket.generate(p).toString('hex'));
     assert.deepEqual(parse([wire]), expected);
     assert.deepEqual(parse([...wire].map((byte) => Buffer.of(byte))), expected);
+  });
+
+  it('holds no packet between packets, so an idle device keeps no young object alive', () => {
+    const parser = mqttPacket.parser() as unknown as { packet: unknown; parse(b: Buffer): number; on(e: 'packet', f: (p: Packet) => void): void };
+    const seen: Packet[] = [];
+    parser.on('packet', (p) => seen.push(p));
+    parser.parse(mqttPacket.generate(packets[1]!));
+    assert.equal(seen.length, 1);
+    assert.equal(parser.packet, null);
+    const half = mqttPacket.generate(packets[1]!);
+    parser.parse(half.subarray(0, 5));
+    assert.notEqual(parser.packet, null, 'a packet begun is held until it is complete');
+    parser.parse(half.subarray(5));
+    assert.deepEqual([seen.length, parser.packet], [2, null]);
   });
 
   it('still refuses a packet with reserved header flags set', () => {
