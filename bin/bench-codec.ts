@@ -16,6 +16,11 @@ export interface CodecFigures {
 
 const TELEMETRY: Packet = { cmd: 'publish', topic: 'devices/meter-000042/telemetry', payload: Buffer.alloc(64, 'x'), qos: 0, retain: false, dup: false };
 
+/** Whether broker/patches/mqtt-packet+9.0.2.patch is applied to the installed package. */
+export function mqttPacketPatched(): boolean {
+  return typeof (mqttPacket.parser() as unknown as { _runState?: unknown })._runState === 'function';
+}
+
 function bestNsPerPacket(runs: number, packets: number, work: () => void): number {
   let best = Infinity;
   for (let run = 0; run < runs; run++) {
@@ -36,5 +41,5 @@ export function codecBench(packets = 200_000, runs = 20): CodecFigures {
   const parseNs = bestNsPerPacket(runs, packets, () => parser.parse(wire));
   const writeNs = bestNsPerPacket(runs, packets, () => mqttPacket.writeToStream(TELEMETRY, sink));
   if (parsed !== packets * runs) throw new Error(`parsed ${parsed} packets of ${packets * runs}`);
-  return { patched: typeof (parser as unknown as { _runState?: unknown })._runState === 'function', packets, runs, parseNs, writeNs };
+  return { patched: mqttPacketPatched(), packets, runs, parseNs, writeNs };
 }
